@@ -1,0 +1,7 @@
+/**
+ * CLIP models, checkpoints, tokenizer, preprocessing and compute backends.
+ *
+ * @module
+ */
+export * from "./state_dict.ts";
+export { tf } from "./tf.ts";
