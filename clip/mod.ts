@@ -5,3 +5,4 @@
  */
 export * from "./state_dict.ts";
 export { tf } from "./tf.ts";
+export type * from "./types.ts";
