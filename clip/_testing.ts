@@ -1,0 +1,60 @@
+/**
+ * Test helpers: where `../shared` (reference fixtures, protocol facts, BPE vocabulary) lies, and
+ * loud skipping when it is absent. Not part of the public API.
+ *
+ * @module
+ */
+
+/** Absolute path of the repository root (the folder holding `deno.json`). */
+export const REPO_ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Absolute path of `../shared` beside the repository (overridable by `MTIL_SHARED`). */
+export const SHARED_DIR: string = Deno.env.get("MTIL_SHARED") ??
+  new URL("../../shared", import.meta.url).pathname;
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `../shared` is present. */
+export const HAS_SHARED: boolean = exists(`${SHARED_DIR}/README.md`);
+
+/** Path of a file under `../shared`. */
+export function sharedPath(rel: string): string {
+  return `${SHARED_DIR}/${rel}`;
+}
+
+let warned = false;
+/**
+ * `ignore` value for `Deno.test` of tests that need `../shared`: true (skip) when absent, printing
+ * one loud warning so a skipped suite never passes silently.
+ */
+export function skipWithoutShared(): boolean {
+  if (!HAS_SHARED && !warned) {
+    warned = true;
+    console.warn(
+      `%cSKIPPING tests that need ../shared: ${SHARED_DIR} not found (set MTIL_SHARED)`,
+      "color: red; font-weight: bold",
+    );
+  }
+  return !HAS_SHARED;
+}
+
+/** Read a little-endian float32 file from `../shared`. */
+export function readF32(rel: string): Float32Array {
+  const bytes = Deno.readFileSync(sharedPath(rel));
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+/** Max absolute difference of two equal-length arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
