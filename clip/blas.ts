@@ -1,0 +1,186 @@
+/**
+ * OpenBLAS (or any CBLAS) through Deno FFI: `cblas_sgemm` called zero-copy on Float32Arrays.
+ *
+ * The library is searched under the usual sonames (`libopenblas.so.0`, `libopenblas.so`,
+ * `libopenblas64_.so.0`, `libcblas.so.3`, `libblas.so.3`, plus macOS names), or exactly at
+ * `MTIL_BLAS_LIB` when that is set. Without a library, or without `--allow-ffi`, {@link loadBlas}
+ * returns `null` and {@link blasLoadError} says why; nothing throws.
+ *
+ * @module
+ */
+
+/** Row-major storage order (CblasRowMajor). */
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    parameters: [
+      "i32", // order
+      "i32", // transA
+      "i32", // transB
+      "i32", // M
+      "i32", // N
+      "i32", // K
+      "f32", // alpha
+      "buffer", // A
+      "i32", // lda
+      "buffer", // B
+      "i32", // ldb
+      "f32", // beta
+      "buffer", // C
+      "i32", // ldc
+    ],
+    result: "void",
+  },
+} as const;
+
+const OPTIONAL_SYMBOLS = {
+  openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+} as const;
+
+type SgemmFn = (
+  order: number,
+  transA: number,
+  transB: number,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+) => void;
+
+/** A loaded CBLAS library. */
+export interface Blas {
+  /** The file name or path it was opened from. */
+  readonly path: string;
+  /** Threads the library uses, when it can tell (OpenBLAS), else `undefined`. */
+  readonly threads: number | undefined;
+  /**
+   * Row-major single-precision GEMM: `C = alpha·op(A)·op(B) + beta·C` with `op(A)` `[m, k]`,
+   * `op(B)` `[k, n]`, `C` `[m, n]`. Arrays are used in place (no copies); pass `subarray`s for
+   * offsets. `lda`/`ldb`/`ldc` default to the dense row lengths.
+   */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    b: Float32Array,
+    beta: number,
+    c: Float32Array,
+    lda?: number,
+    ldb?: number,
+    ldc?: number,
+  ): void;
+  /** Set the thread count (OpenBLAS only; a no-op elsewhere). */
+  setThreads(n: number): void;
+}
+
+/** Library names tried in order when `MTIL_BLAS_LIB` is unset. */
+export const BLAS_CANDIDATES: readonly string[] = [
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "libopenblas64_.so.0",
+  "libcblas.so.3",
+  "libblas.so.3",
+  "libopenblas.dylib",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+  "/System/Library/Frameworks/Accelerate.framework/Accelerate",
+];
+
+let cached: Blas | null | undefined;
+let loadError = "";
+
+/** Why the last {@link loadBlas} returned `null` (empty when it succeeded or was not called). */
+export function blasLoadError(): string {
+  return loadError;
+}
+
+function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Open the system BLAS once (cached). Returns `null`, never throws, when `--allow-ffi` is missing
+ * or no candidate library opens; {@link blasLoadError} then holds a one-line reason.
+ */
+export function loadBlas(): Blas | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
+    loadError = "Deno.dlopen is unavailable";
+    return null;
+  }
+  const perm = Deno.permissions.querySync({ name: "ffi" });
+  if (perm.state !== "granted") {
+    loadError = "no --allow-ffi permission";
+    return null;
+  }
+  const override = envVar("MTIL_BLAS_LIB");
+  const candidates = override ? [override] : BLAS_CANDIDATES;
+  const errors: string[] = [];
+  for (const path of candidates) {
+    try {
+      const lib = Deno.dlopen(path, { ...SYMBOLS, ...OPTIONAL_SYMBOLS });
+      const sgemm = lib.symbols.cblas_sgemm as unknown as SgemmFn;
+      const getThreads = lib.symbols.openblas_get_num_threads as
+        | (() => number)
+        | null;
+      const setThreads = lib.symbols.openblas_set_num_threads as
+        | ((n: number) => void)
+        | null;
+      cached = {
+        path,
+        threads: getThreads ? getThreads() : undefined,
+        sgemm(transA, transB, m, n, k, alpha, a, b, beta, c, lda, ldb, ldc) {
+          if (m === 0 || n === 0) return;
+          sgemm(
+            ROW_MAJOR,
+            transA ? TRANS : NO_TRANS,
+            transB ? TRANS : NO_TRANS,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            lda ?? (transA ? m : k),
+            b,
+            ldb ?? (transB ? k : n),
+            beta,
+            c,
+            ldc ?? n,
+          );
+        },
+        setThreads(n: number) {
+          if (setThreads) setThreads(n);
+        },
+      };
+      loadError = "";
+      return cached;
+    } catch (e) {
+      errors.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  loadError = override
+    ? `MTIL_BLAS_LIB=${override} did not open (${errors[0]})`
+    : `no CBLAS library found (tried ${candidates.length} names; ` +
+      `install libopenblas0-pthread or set MTIL_BLAS_LIB)`;
+  return null;
+}
