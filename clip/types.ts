@@ -40,6 +40,18 @@ export interface ClipConfig {
  */
 export type DenseHook = (x: tf.Tensor) => tf.Tensor;
 
+/**
+ * Turns texts into token-id rows for a model's text tower. The default is the CLIP BPE tokenizer
+ * (`clip/tokenizer.ts`); small models trained here (SynthMTIL) carry a word-level one.
+ */
+export interface TextTokenizer {
+  /** Token ids `[n, contextLength]` int32; the end-of-text token has the largest id of a row. */
+  tokenize(
+    texts: string[],
+    options?: { contextLength?: number; truncate?: boolean | "cut" },
+  ): tf.Tensor2D;
+}
+
 /** Outputs of {@link ClipModel.forward}. */
 export interface ClipLogits {
   /** `[nImages, nTexts]`: `exp(logit_scale) · norm(img) · norm(text)ᵀ`. */
@@ -70,6 +82,12 @@ export interface ClipModel {
    * `"visual.attnpool.q_proj"` etc. Empty by default.
    */
   readonly denseHooks: Map<string, DenseHook>;
+  /**
+   * The tokenizer this model's text tower expects, when it is not the CLIP BPE tokenizer.
+   * Everything that tokenizes prompts for a model (zero-shot heads, training) must use
+   * `model.tokenizer` when it is set, and the BPE `tokenize` otherwise.
+   */
+  tokenizer?: TextTokenizer;
   /** Whether stochastic/batch-statistics behaviour is on (BatchNorm uses batch stats). */
   training: boolean;
   /** Images NHWC float32 (already preprocessed) → un-normalised features `[n, embedDim]`. */

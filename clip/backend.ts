@@ -1,0 +1,211 @@
+/**
+ * Compute backend selection. {@link initBackend} activates the fastest TensorFlow.js backend that
+ * loads here, in this order:
+ *
+ * 1. `tensorflow` — `@tensorflow/tfjs-node-gpu`, then `@tensorflow/tfjs-node` (native
+ *    libtensorflow; needs `deno install --allow-scripts=npm:@tensorflow/tfjs-node-gpu`);
+ * 2. `cpu-blas` — tfjs's cpu backend with the heavy kernels on the system's OpenBLAS through
+ *    Deno FFI (needs `--allow-ffi` and e.g. Debian's `libopenblas0-pthread`);
+ * 3. `wasm` — `@tensorflow/tfjs-backend-wasm` (SIMD, one thread) plus the training kernels it
+ *    lacks ({@link registerWasmTrainingKernels});
+ * 4. `cpu` — tfjs's pure-JS backend (always there, ~100× slower).
+ *
+ * `MTIL_BACKEND` or the `prefer` option (the CLIs' `--backend`) puts one name first. A backend
+ * that fails to load is a one-line note, never a crash.
+ *
+ * @module
+ */
+import { tf } from "./tf.ts";
+import {
+  blasBackendUnavailableReason,
+  blasInfo,
+  CPU_BLAS,
+  registerBlasBackend,
+} from "./blas_kernels.ts";
+import { registerMatMulGradient, registerWasmTrainingKernels } from "./wasm_kernels.ts";
+
+/** Backend names {@link initBackend} understands, fastest first. */
+export const BACKEND_NAMES: readonly string[] = ["tensorflow", "cpu-blas", "wasm", "cpu"];
+
+/** Options of {@link initBackend}. */
+export interface InitBackendOptions {
+  /** Backend to try first (one of {@link BACKEND_NAMES}, or `"auto"`); overrides `MTIL_BACKEND`. */
+  prefer?: string;
+  /** Print nothing (default false: one line per backend on stderr). */
+  quiet?: boolean;
+}
+
+/** What happened to one backend during selection. */
+export interface BackendStatus {
+  /** Backend name. */
+  name: string;
+  /** `active`: in use; `available`: loads but not chosen; `skipped`: failed; `untried`. */
+  state: "active" | "available" | "skipped" | "untried";
+  /** Why (library path, error message, ...). */
+  detail: string;
+}
+
+interface LoadResult {
+  ok: boolean;
+  detail: string;
+}
+
+const loads = new Map<string, Promise<LoadResult>>();
+let lastReport: BackendStatus[] = [];
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split("\n").map((l) => l.trim()).find((l) => l.length > 0) ?? "unknown error";
+}
+
+function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+async function loadTensorflow(): Promise<LoadResult> {
+  const errors: string[] = [];
+  try {
+    await import("@tensorflow/tfjs-node-gpu");
+    if (tf.findBackendFactory("tensorflow")) return { ok: true, detail: "tfjs-node-gpu" };
+  } catch (e) {
+    errors.push(`tfjs-node-gpu: ${firstLine(e)}`);
+  }
+  try {
+    await import("@tensorflow/tfjs-node");
+    if (tf.findBackendFactory("tensorflow")) return { ok: true, detail: "tfjs-node" };
+  } catch (e) {
+    errors.push(`tfjs-node: ${firstLine(e)}`);
+  }
+  return { ok: false, detail: errors.join("; ") };
+}
+
+async function loadWasm(): Promise<LoadResult> {
+  try {
+    await import("@tensorflow/tfjs-backend-wasm");
+  } catch (e) {
+    return { ok: false, detail: `tfjs-backend-wasm: ${firstLine(e)}` };
+  }
+  if (!tf.findBackendFactory("wasm")) return { ok: false, detail: "wasm backend not registered" };
+  registerWasmTrainingKernels();
+  return { ok: true, detail: "SIMD, 1 thread, training kernels added" };
+}
+
+function loadCpuBlas(): LoadResult {
+  if (!registerBlasBackend()) return { ok: false, detail: blasBackendUnavailableReason() };
+  const info = blasInfo();
+  return {
+    ok: true,
+    detail: `${info?.path}${info?.threads ? `, ${info.threads} threads` : ""}`,
+  };
+}
+
+/** Register (without activating) one backend; cached. */
+function load(name: string): Promise<LoadResult> {
+  let p = loads.get(name);
+  if (!p) {
+    switch (name) {
+      case "tensorflow":
+        p = loadTensorflow();
+        break;
+      case CPU_BLAS:
+        p = Promise.resolve(loadCpuBlas());
+        break;
+      case "wasm":
+        p = loadWasm();
+        break;
+      default:
+        p = Promise.resolve({ ok: true, detail: "pure JS" });
+    }
+    loads.set(name, p);
+  }
+  return p;
+}
+
+function checkName(name: string, source: string): void {
+  if (name !== "auto" && !BACKEND_NAMES.includes(name)) {
+    throw new Error(
+      `unknown backend "${name}" (from ${source}); valid: ${BACKEND_NAMES.join(", ")}, auto`,
+    );
+  }
+}
+
+/**
+ * Activate the fastest backend that loads (or the preferred one first) and return its name.
+ * Each backend is tried with `tf.setBackend`, and both its return value and `tf.getBackend()`
+ * are checked (tfjs silently stays on the old backend when an init fails). Unknown names in
+ * `prefer`/`MTIL_BACKEND` throw an error listing the valid ones; a preferred backend that does not
+ * load falls back to the automatic order with a warning.
+ */
+export async function initBackend(opts: InitBackendOptions = {}): Promise<string> {
+  const fromOpt = opts.prefer;
+  const fromEnv = envVar("MTIL_BACKEND");
+  const preferred = fromOpt ?? fromEnv;
+  if (preferred !== undefined && preferred !== "") {
+    checkName(preferred, fromOpt !== undefined ? "--backend" : "MTIL_BACKEND");
+  }
+  const order = preferred && preferred !== "auto"
+    ? [preferred, ...BACKEND_NAMES.filter((n) => n !== preferred)]
+    : [...BACKEND_NAMES];
+  registerMatMulGradient();
+  const report: BackendStatus[] = [];
+  let active = "";
+  for (const name of order) {
+    if (active) {
+      report.push({ name, state: "untried", detail: `${active} chosen first` });
+      continue;
+    }
+    const r = await load(name);
+    if (!r.ok) {
+      report.push({ name, state: "skipped", detail: r.detail });
+      continue;
+    }
+    let ok = false;
+    let why = "";
+    try {
+      ok = await tf.setBackend(name);
+    } catch (e) {
+      why = firstLine(e);
+    }
+    if (ok && tf.getBackend() === name) {
+      active = name;
+      report.push({ name, state: "active", detail: r.detail });
+    } else {
+      report.push({
+        name,
+        state: "skipped",
+        detail: why || `tf.setBackend returned ${ok}, still on ${tf.getBackend()}`,
+      });
+    }
+  }
+  if (!active) throw new Error("no TensorFlow.js backend could be activated (not even cpu)");
+  lastReport = report;
+  if (!opts.quiet) {
+    const via = preferred && preferred !== "auto"
+      ? ` (requested ${preferred} via ${fromOpt !== undefined ? "--backend" : "MTIL_BACKEND"})`
+      : "";
+    for (const s of report) {
+      if (s.state === "active") console.error(`mtil: backend ${s.name} active${via}: ${s.detail}`);
+      else if (s.state === "skipped") console.error(`mtil: backend ${s.name} skipped: ${s.detail}`);
+    }
+  }
+  return active;
+}
+
+/**
+ * Names of the backends that load here, fastest first (registers them, switches nothing). For
+ * benchmarks and parity tests that run on every backend.
+ */
+export async function availableBackends(): Promise<string[]> {
+  const names: string[] = [];
+  for (const name of BACKEND_NAMES) if ((await load(name)).ok) names.push(name);
+  return names;
+}
+
+/** What the last {@link initBackend} did with each backend (empty before the first call). */
+export function backendReport(): BackendStatus[] {
+  return lastReport.map((s) => ({ ...s }));
+}

@@ -1,0 +1,72 @@
+/**
+ * Minimal assertions for the `methods/` tests (JSR's `@std/assert` is unreachable offline; this
+ * wraps `node:assert`). Not part of the public API.
+ *
+ * @module
+ */
+import nodeAssert from "node:assert";
+
+/** Assert that a condition holds. */
+export function assert(cond: unknown, msg?: string): asserts cond {
+  nodeAssert.ok(cond, msg);
+}
+
+/** Deep strict equality. */
+export function assertEquals(actual: unknown, expected: unknown, msg?: string): void {
+  nodeAssert.deepStrictEqual(actual, expected, msg);
+}
+
+/** `|actual − expected| <= tol`. */
+export function assertAlmostEquals(
+  actual: number,
+  expected: number,
+  tol = 1e-7,
+  msg?: string,
+): void {
+  if (!(Math.abs(actual - expected) <= tol)) {
+    throw new Error(
+      `${msg ?? "values differ"}: actual ${actual}, expected ${expected}, tolerance ${tol}`,
+    );
+  }
+}
+
+/** Element-wise {@link assertAlmostEquals}. */
+export function assertAllClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol = 1e-6,
+  msg?: string,
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${msg ?? "arrays"}: length ${actual.length} vs ${expected.length}`);
+  }
+  for (let i = 0; i < actual.length; i++) {
+    assertAlmostEquals(actual[i], expected[i], tol, `${msg ?? "arrays"} [${i}]`);
+  }
+}
+
+/** `|actual − expected| <= rel·|expected|` (plus a tiny absolute floor). */
+export function assertRelClose(actual: number, expected: number, rel: number, msg?: string): void {
+  const tol = rel * Math.abs(expected) + 1e-12;
+  if (!(Math.abs(actual - expected) <= tol)) {
+    throw new Error(
+      `${msg ?? "values differ"}: actual ${actual}, expected ${expected}, rel ${
+        Math.abs(actual - expected) / Math.abs(expected)
+      } > ${rel}`,
+    );
+  }
+}
+
+/** Assert that `fn` throws an error whose message contains `includes`. */
+export function assertThrows(fn: () => unknown, includes?: string): void {
+  let threw = false;
+  try {
+    fn();
+  } catch (e) {
+    threw = true;
+    if (includes && !String((e as Error).message).includes(includes)) {
+      throw new Error(`error message ${(e as Error).message} lacks "${includes}"`);
+    }
+  }
+  if (!threw) throw new Error("expected a throw");
+}

@@ -1,0 +1,639 @@
+/**
+ * The training engine. A run composes small parts instead of one loop full of flags:
+ *
+ * - a **parameter selection** (`trainMode`, `freeze`: see `params.ts`),
+ * - **loss terms** and **hooks**, each a {@link TrainPart} (`init`, `prepare`, `loss`,
+ *   `afterStep`, `end`, plus state for resume),
+ * - the **optimizer** ({@link AdamW}) with a learning-rate schedule.
+ *
+ * A method (`finetune`, `lwf`, `ZSCL`, `icarl`, …) is a preset: a function that builds the parts
+ * from the options. Third parties add a method with {@link registerMethod} without touching the
+ * loop.
+ *
+ * ```ts
+ * const result = await train(model, task, { iterations: 100, lr: 1e-5, parts: [ceLoss({ labelSmoothing: 0.2 })] });
+ * ```
+ *
+ * @module
+ */
+import { tf } from "../clip/tf.ts";
+import type { ClipModel } from "../clip/types.ts";
+import type { StateDict } from "../clip/state_dict.ts";
+import { AdamW, type AdamWState } from "./adamw.ts";
+import { cosineLr, type LrSchedule } from "./schedule.ts";
+import { clipLogits, crossEntropy, l2Normalize, l2ToStart } from "./losses.ts";
+import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
+import {
+  cloneVars,
+  disposeVars,
+  mergeWe,
+  type MovingAvgAnchor,
+  movingAvg,
+  type VarMap,
+  wiseMerge,
+  wiseWe,
+} from "./ensemble.ts";
+
+/** One training batch: preprocessed NHWC images and their class labels. */
+export interface Batch {
+  /** Images `[n, R, R, 3]`, already normalised. Disposed by the loop after the step. */
+  images: tf.Tensor4D;
+  /** Class indices into the task's classes. */
+  labels: number[];
+}
+
+/**
+ * What to train on. `batch(step)` must be deterministic in `step` (same step → same batch), so
+ * that a resumed run sees the same data as an uninterrupted one.
+ */
+export interface TrainTask {
+  /** Dataset name (checkpoints are saved as `<name>.<ext>`). */
+  name: string;
+  /** Class names in label order. */
+  classnames: string[];
+  /** Token ids `[C, contextLength]` of the training prompts (one per class). Owned by the caller. */
+  textTokens: tf.Tensor2D;
+  /** The batch of a 0-based iteration. */
+  batch(step: number): Promise<Batch>;
+  /** Batches per epoch (for `epochs`; optional when `iterations` is given). */
+  batchesPerEpoch?: number;
+}
+
+/** Scalar loss terms by name, each with its weight in the total. */
+export type LossTerms = Record<string, { value: tf.Scalar; weight: number }>;
+
+/**
+ * Per-step context handed to {@link TrainPart.loss}. Feature getters are lazy and cached for the
+ * step, so several parts share one forward pass. Everything here is created inside the gradient
+ * tape and freed by the loop.
+ */
+export interface StepContext {
+  /** The run. */
+  run: TrainRun;
+  /** 0-based iteration. */
+  step: number;
+  /** Learning rate of this step. */
+  lr: number;
+  /** The batch. */
+  batch: Batch;
+  /** `exp`-able logit scale of the training model (`logit_scale`). */
+  logitScale: tf.Tensor;
+  /** Normalised image features of the batch `[n, E]`. */
+  imageFeatures(): tf.Tensor2D;
+  /** Normalised class embeddings `[C, E]` (recomputed through the text tower when it trains). */
+  classEmbeddings(): tf.Tensor2D;
+  /** Classification logits `[n, C]` (`exp(logit_scale)·img·textᵀ`, or the linear head). */
+  logits(): tf.Tensor2D;
+}
+
+/** Serialisable state of a part (for resume). */
+export interface PartState {
+  /** Tensors (e.g. the averaged weights). */
+  tensors?: StateDict;
+  /** JSON-serialisable scalars (e.g. counters). */
+  json?: unknown;
+}
+
+/**
+ * A composable piece of a training run. Every hook is optional.
+ *
+ * - `init`: once before the first step (or after a resume, before `loadState`).
+ * - `prepare`: before each step, outside the gradient tape (async work, e.g. fetching a
+ *   reference batch and computing teacher outputs). Tensors it keeps must be freed in
+ *   `afterStep`.
+ * - `loss`: inside the tape; returns weighted scalar terms.
+ * - `afterStep`: after the optimizer update (weight averaging, bookkeeping).
+ * - `end`: after the last step (e.g. `wise_merge`).
+ * - `weightsToSave`: the weights the reference saves instead of the model's (WE's average).
+ */
+export interface TrainPart {
+  /** Unique name (used in logs and resume state). */
+  readonly name: string;
+  /** Called once before training. */
+  init?(run: TrainRun): void | Promise<void>;
+  /** Called before each step (after its batch is loaded), outside the tape. */
+  prepare?(run: TrainRun, step: number, batch: Batch): void | Promise<void>;
+  /** Loss terms of a step. */
+  loss?(ctx: StepContext): LossTerms;
+  /** Called after each optimizer update. */
+  afterStep?(run: TrainRun, step: number): void | Promise<void>;
+  /** Called after the last step. */
+  end?(run: TrainRun): void | Promise<void>;
+  /** State for resume. */
+  getState?(): PartState;
+  /** Restore state saved by `getState`. */
+  setState?(state: PartState): void;
+  /** Weights to save instead of the model's (keyed like `model.params`). */
+  weightsToSave?(): ReadonlyMap<string, tf.Tensor> | undefined;
+  /** Free what the part holds. */
+  dispose?(): void;
+}
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  /** Number of optimizer steps (exclusive with `epochs`). */
+  iterations?: number;
+  /** Epochs (needs `task.batchesPerEpoch`). */
+  epochs?: number;
+  /** Base learning rate (default 1e-3, as the seed). */
+  lr?: number;
+  /** Weight decay (default 0, as the seed's `--wd`). */
+  weightDecay?: number;
+  /** Adam β2 (default 0.999). */
+  beta2?: number;
+  /** Warm-up steps of the cosine schedule (default 100, as the seed). */
+  warmupLength?: number;
+  /** Custom schedule instead of the warm-up cosine. */
+  schedule?: LrSchedule;
+  /** Train mode (default `whole`). */
+  trainMode?: TrainMode;
+  /** Freeze embeddings and projections. */
+  freeze?: boolean;
+  /** The parts (loss terms and hooks). With `method`, they are appended to the preset's. */
+  parts?: TrainPart[];
+  /** A registered method name: its preset builds parts from `methodOptions`. */
+  method?: string;
+  /** Options handed to the method preset. */
+  methodOptions?: Record<string, unknown>;
+  /** First step to run (set by resume; default 0). */
+  startStep?: number;
+  /** Stop after this step count even if the schedule is longer (simulated interruption). */
+  stopAfter?: number;
+  /** Parameter names whose gradient norm to record each step (`true`: all trainable). */
+  gradNorms?: string[] | boolean;
+  /** Called after every step with its record (progress bars, logging). */
+  onStep?: (record: StepRecord, run: TrainRun) => void | Promise<void>;
+  /** Checked before each step; when it returns true the loop stops (signals). */
+  shouldStop?: () => boolean;
+}
+
+/** What one step did. */
+export interface StepRecord {
+  /** 0-based iteration. */
+  step: number;
+  /** Learning rate used. */
+  lr: number;
+  /** Unweighted value of every loss term, plus `total` (weighted sum). */
+  losses: Record<string, number>;
+  /** Gradient L2 norms of the requested parameters. */
+  gradNorms: Record<string, number>;
+  /** Images in the batch. */
+  batchSize: number;
+}
+
+/** The state of a running training, shared with the parts. */
+export interface TrainRun {
+  /** The model being trained. */
+  model: ClipModel;
+  /** The task. */
+  task: TrainTask;
+  /** Resolved options. */
+  options: TrainOptions;
+  /** Names of the trained parameters. */
+  trainable: string[];
+  /** Model parameters plus the linear head (when the mode uses one). */
+  params: Map<string, tf.Variable>;
+  /** The optimizer. */
+  optimizer: AdamW;
+  /** Total number of steps of the schedule. */
+  totalSteps: number;
+  /** Next step to run. */
+  step: number;
+  /** The parts. */
+  parts: TrainPart[];
+}
+
+/** Result of {@link train}. */
+export interface TrainResult {
+  /** Records of the steps run. */
+  records: StepRecord[];
+  /** The run (optimizer, parts: for saving state; call {@link disposeRun} when done). */
+  run: TrainRun;
+  /** Whether all `totalSteps` ran (false when stopped early). */
+  finished: boolean;
+}
+
+/** A method preset: parts built from the options of a run. */
+export type MethodPreset = (
+  model: ClipModel,
+  task: TrainTask,
+  options: Record<string, unknown>,
+) => TrainPart[] | Promise<TrainPart[]>;
+
+const METHODS = new Map<string, MethodPreset>();
+
+/** Register (or replace) a method preset under a name usable as `options.method`. */
+export function registerMethod(name: string, preset: MethodPreset): void {
+  METHODS.set(name, preset);
+}
+
+/** Names of the registered methods. */
+export function methodNames(): string[] {
+  return [...METHODS.keys()];
+}
+
+/** The preset registered under `name`; throws listing the known names. */
+export function getMethod(name: string): MethodPreset {
+  const m = METHODS.get(name);
+  if (!m) throw new Error(`unknown method "${name}"; registered: ${methodNames().join(", ")}`);
+  return m;
+}
+
+/** Total steps from `iterations` or `epochs × batchesPerEpoch`. */
+export function totalSteps(options: TrainOptions, task: TrainTask): number {
+  if (options.iterations !== undefined && options.epochs !== undefined) {
+    throw new Error("give either iterations or epochs, not both");
+  }
+  if (options.iterations !== undefined) return options.iterations;
+  if (options.epochs !== undefined) {
+    if (!task.batchesPerEpoch) throw new Error(`task ${task.name}: epochs need batchesPerEpoch`);
+    return options.epochs * task.batchesPerEpoch;
+  }
+  throw new Error("give iterations or epochs");
+}
+
+/**
+ * Build the run (parts initialised, optimizer empty) without stepping. {@link train} calls it;
+ * resume code calls it, restores state, then {@link runSteps}.
+ */
+export async function createRun(
+  model: ClipModel,
+  task: TrainTask,
+  options: TrainOptions,
+): Promise<TrainRun> {
+  const mode = options.trainMode ?? "whole";
+  const params = new Map(model.params);
+  const parts: TrainPart[] = [];
+  if (options.method) {
+    parts.push(...await getMethod(options.method)(model, task, options.methodOptions ?? {}));
+  }
+  parts.push(...(options.parts ?? []));
+  const names = new Set<string>();
+  for (const p of parts) {
+    if (names.has(p.name)) throw new Error(`two training parts are named "${p.name}"`);
+    names.add(p.name);
+  }
+  if (usesHead(mode)) {
+    // linear head initialised from the normalised class embeddings (zero-shot head)
+    const w = tf.tidy(() => {
+      const prev = model.training;
+      model.training = false;
+      const e = l2Normalize(model.encodeText(task.textTokens));
+      model.training = prev;
+      return tf.variable(e, true, `${HEAD_PREFIX}weight/${Math.random().toString(36).slice(2)}`);
+    });
+    params.set(`${HEAD_PREFIX}weight`, w);
+  }
+  const trainable = selectTrainable(params.keys(), mode, {
+    freeze: options.freeze,
+    vit: model.config.vision === "vit",
+  });
+  const run: TrainRun = {
+    model,
+    task,
+    options,
+    trainable,
+    params,
+    optimizer: new AdamW({
+      lr: options.lr ?? 1e-3,
+      weightDecay: options.weightDecay ?? 0,
+      beta2: options.beta2 ?? 0.999,
+    }),
+    totalSteps: totalSteps(options, task),
+    step: options.startStep ?? 0,
+    parts,
+  };
+  for (const p of parts) await p.init?.(run);
+  return run;
+}
+
+function makeContext(run: TrainRun, step: number, lr: number, batch: Batch): StepContext {
+  const { model } = run;
+  const mode = run.options.trainMode ?? "whole";
+  const logitScale = model.params.get("logit_scale")!;
+  let img: tf.Tensor2D | undefined, txt: tf.Tensor2D | undefined, lg: tf.Tensor2D | undefined;
+  const ctx: StepContext = {
+    run,
+    step,
+    lr,
+    batch,
+    logitScale,
+    imageFeatures: () => img ??= l2Normalize(model.encodeImage(batch.images)),
+    classEmbeddings: () => {
+      if (txt) return txt;
+      if (usesHead(mode)) txt = run.params.get(`${HEAD_PREFIX}weight`)! as tf.Tensor as tf.Tensor2D;
+      else txt = l2Normalize(model.encodeText(run.task.textTokens));
+      return txt;
+    },
+    logits: () =>
+      lg ??= clipLogits(ctx.imageFeatures(), ctx.classEmbeddings(), logitScale, true),
+  };
+  return ctx;
+}
+
+/** Run one optimizer step; returns its record. */
+export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
+  const schedule = run.options.schedule ??
+    cosineLr(run.options.lr ?? 1e-3, run.options.warmupLength ?? 100, run.totalSteps);
+  const lr = schedule(step);
+  run.optimizer.lr = lr;
+  const batch = await run.task.batch(step);
+  try {
+    for (const p of run.parts) await p.prepare?.(run, step, batch);
+    run.model.training = true;
+    const vars = run.trainable.map((n) => run.params.get(n)!);
+    const byVarName = new Map(vars.map((v, i) => [v.name, run.trainable[i]]));
+    const kept: Record<string, tf.Scalar> = {};
+    const { value, grads } = tf.variableGrads(() => {
+      const ctx = makeContext(run, step, lr, batch);
+      let total: tf.Scalar = tf.scalar(0);
+      for (const p of run.parts) {
+        const terms = p.loss?.(ctx);
+        if (!terms) continue;
+        for (const [k, { value, weight }] of Object.entries(terms)) {
+          if (kept[k]) throw new Error(`loss term "${k}" given twice (part ${p.name})`);
+          kept[k] = tf.keep(value.clone());
+          total = total.add(weight === 1 ? value : value.mul(weight));
+        }
+      }
+      return total;
+    }, vars);
+    const gradMap = new Map<string, tf.Tensor>();
+    for (const [vn, g] of Object.entries(grads)) gradMap.set(byVarName.get(vn)!, g);
+    const want = run.options.gradNorms === true
+      ? run.trainable
+      : (run.options.gradNorms || []) as string[];
+    const gradNorms: Record<string, number> = {};
+    for (const n of want) {
+      const g = gradMap.get(n);
+      if (g) gradNorms[n] = tf.tidy(() => tf.norm(g)).arraySync() as number;
+    }
+    run.optimizer.step(run.params, gradMap);
+    const losses: Record<string, number> = {};
+    for (const [k, t] of Object.entries(kept)) {
+      losses[k] = t.dataSync()[0];
+      t.dispose();
+    }
+    losses.total = value.dataSync()[0];
+    value.dispose();
+    for (const g of gradMap.values()) g.dispose();
+    run.model.training = false;
+    for (const p of run.parts) await p.afterStep?.(run, step);
+    return { step, lr, losses, gradNorms, batchSize: batch.labels.length };
+  } finally {
+    run.model.training = false;
+    batch.images.dispose();
+  }
+}
+
+/** Run steps from `run.step` to the end (or `stopAfter` / `shouldStop`); then the parts' `end`. */
+export async function runSteps(run: TrainRun): Promise<TrainResult> {
+  const records: StepRecord[] = [];
+  const stopAt = Math.min(run.totalSteps, run.options.stopAfter ?? Infinity);
+  while (run.step < stopAt) {
+    if (run.options.shouldStop?.()) break;
+    const rec = await trainStep(run, run.step);
+    run.step++;
+    records.push(rec);
+    await run.options.onStep?.(rec, run);
+  }
+  const finished = run.step >= run.totalSteps;
+  if (finished) for (const p of run.parts) await p.end?.(run);
+  return { records, run, finished };
+}
+
+/**
+ * Train `model` on `task`: build the run from the options (method preset + parts), then step
+ * through the schedule. The model's variables are updated in place. Call {@link disposeRun} on
+ * `result.run` when its state is no longer needed.
+ */
+export async function train(
+  model: ClipModel,
+  task: TrainTask,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const run = await createRun(model, task, options);
+  return await runSteps(run);
+}
+
+/** The weights to save after training: a part's replacement (WE) or the model's parameters. */
+export function weightsToSave(run: TrainRun): ReadonlyMap<string, tf.Tensor> {
+  for (const p of run.parts) {
+    const w = p.weightsToSave?.();
+    if (w) return w;
+  }
+  return run.model.params;
+}
+
+/** Free the optimizer state, the parts and the linear head of a run (not the model). */
+export function disposeRun(run: TrainRun): void {
+  run.optimizer.dispose();
+  for (const p of run.parts) p.dispose?.();
+  const head = run.params.get(`${HEAD_PREFIX}weight`);
+  if (head && !run.model.params.has(`${HEAD_PREFIX}weight`)) head.dispose();
+}
+
+/** Optimizer state of a run (for resume). */
+export function optimizerState(run: TrainRun): AdamWState {
+  return run.optimizer.getState();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic parts: cross-entropy, L2, weight averaging, wise-merge.
+
+/** Options of {@link ceLoss}. */
+export interface CeLossOptions {
+  /** Label smoothing ε (`--ls`). */
+  labelSmoothing?: number;
+  /** Term weight (default 1). */
+  weight?: number;
+}
+
+/** Cross-entropy with label smoothing on the classification logits (term `ce`). */
+export function ceLoss(options: CeLossOptions = {}): TrainPart {
+  return {
+    name: "ce",
+    loss: (ctx) => ({
+      ce: {
+        value: crossEntropy(ctx.logits(), ctx.batch.labels, options.labelSmoothing ?? 0),
+        weight: options.weight ?? 1,
+      },
+    }),
+  };
+}
+
+/**
+ * L2 to the start-of-task weights over the trained parameters, paired by name (term `l2`,
+ * weight `--l2`).
+ */
+export function l2Loss(weight: number): TrainPart {
+  let start: VarMap | undefined;
+  return {
+    name: "l2",
+    init(run) {
+      start?.forEach((t) => t.dispose());
+      start = cloneVars(new Map(run.trainable.map((n) => [n, run.params.get(n)!])));
+    },
+    loss(ctx) {
+      const cur = new Map(ctx.run.trainable.map((n) => [n, ctx.run.params.get(n)! as tf.Tensor]));
+      return { l2: { value: l2ToStart(cur, start!), weight } };
+    },
+    getState: () => ({ tensors: varsToSd(start!) }),
+    setState(s) {
+      if (s.tensors) assignFromSd(start!, s.tensors);
+    },
+    dispose() {
+      if (start) disposeVars(start);
+      start = undefined;
+    },
+  };
+}
+
+/** Options of {@link weightAveraging}. */
+export interface WeightAveragingOptions {
+  /** `we` (running mean), `we_wise` (WiSE weight ensembling) or `moving_avg`. */
+  kind: "we" | "we_wise" | "moving_avg";
+  /** Average every `avgFreq` steps, when `step % avgFreq == 0` (`--avg_freq`, default 100). */
+  avgFreq?: number;
+  /** `we_wise` α (`--we_wise_alpha`, default 0.98). */
+  weWiseAlpha?: number;
+  /** `moving_avg` decay (`--mv_avg_decay`, default 0.999). */
+  decay?: number;
+  /** `moving_avg` anchor (`--mv_avg_model`, default `n`). */
+  anchor?: MovingAvgAnchor;
+  /** Zero-shot weights (anchor `zeroshot`). */
+  zeroshot?: ReadonlyMap<string, tf.Tensor> | StateDict;
+}
+
+/** Copy named tensors into a {@link StateDict} (float32 / int32). */
+export function varsToSd(m: ReadonlyMap<string, tf.Tensor>): StateDict {
+  const sd: StateDict = new Map();
+  for (const [k, t] of m) {
+    const data = t.dtype === "int32" ? t.dataSync() as Int32Array : t.dataSync() as Float32Array;
+    sd.set(k, { shape: t.shape.slice(), dtype: t.dtype === "int32" ? "int32" : "float32", data });
+  }
+  return sd;
+}
+
+/** Non-trainable variables from a {@link StateDict}. */
+export function sdToVars(sd: StateDict): VarMap {
+  const m: VarMap = new Map();
+  for (const [k, r] of sd) {
+    m.set(
+      k,
+      tf.tidy(() =>
+        tf.variable(
+          tf.tensor(r.data, r.shape, r.data instanceof Int32Array ? "int32" : "float32"),
+          false,
+        )
+      ),
+    );
+  }
+  return m;
+}
+
+/** Assign every variable of `target` from `sd` (all keys must be present). */
+export function assignFromSd(target: VarMap, sd: StateDict): void {
+  for (const [k, v] of target) {
+    const r = sd.get(k);
+    if (!r) throw new Error(`resume state lacks "${k}"`);
+    tf.tidy(() => v.assign(tf.tensor(r.data, r.shape, v.dtype)));
+  }
+}
+
+/**
+ * Weight averaging between steps, as the reference: after the update of a step with
+ * `step % avgFreq == 0`, `n += 1` then
+ * - `we`: `we ← (we·n + θ)/(n+1)` (the start copy is the first sample); saved instead of θ;
+ * - `we_wise`: the same mixed with the start model, `·α + θ₀·(1−α)`; saved instead of θ;
+ * - `moving_avg`: the training model is pulled to the anchor, `θ ← θ·decay + anchor·(1−decay)`;
+ *   anchor `n` = the start copy, `t` = the model before the previous averaging, `zeroshot`.
+ */
+export function weightAveraging(options: WeightAveragingOptions): TrainPart {
+  const freq = options.avgFreq ?? 100;
+  let avg: VarMap | undefined; // we model / anchor
+  let fixed: VarMap | undefined; // start model for we_wise
+  let n = 0;
+  const kind = options.kind;
+  const anchor = options.anchor ?? "n";
+  return {
+    name: "weight-averaging",
+    init(run) {
+      if (kind === "moving_avg" && anchor === "zeroshot") {
+        if (!options.zeroshot) throw new Error("moving_avg with anchor zeroshot needs zeroshot weights");
+        const z = options.zeroshot;
+        avg = z instanceof Map && [...z.values()][0] instanceof tf.Tensor
+          ? cloneVars(z as unknown as ReadonlyMap<string, tf.Tensor>)
+          : sdToVars(z as StateDict);
+      } else {
+        avg = cloneVars(run.model.params);
+      }
+      if (kind === "we_wise") fixed = cloneVars(run.model.params);
+    },
+    afterStep(run, step) {
+      if (step % freq !== 0) return;
+      n += 1;
+      const model = run.model.params;
+      if (kind === "moving_avg") {
+        if (anchor === "t") {
+          const next = cloneVars(model);
+          movingAvg(model, avg!, options.decay ?? 0.999);
+          disposeVars(avg!);
+          avg = next;
+        } else movingAvg(model, avg!, options.decay ?? 0.999);
+      } else if (kind === "we") mergeWe(model, avg!, n);
+      else wiseWe(model, avg!, n, fixed!, options.weWiseAlpha ?? 0.98);
+    },
+    weightsToSave: () => (kind === "moving_avg" ? undefined : avg),
+    getState: () => {
+      const tensors = varsToSd(avg!);
+      if (fixed) for (const [k, r] of varsToSd(fixed)) tensors.set(`fixed.${k}`, r);
+      return { tensors, json: { n } };
+    },
+    setState(s) {
+      n = (s.json as { n: number }).n;
+      if (!s.tensors) return;
+      const a = new Map([...s.tensors].filter(([k]) => !k.startsWith("fixed.")));
+      assignFromSd(avg!, a);
+      if (fixed) {
+        assignFromSd(
+          fixed,
+          new Map([...s.tensors].filter(([k]) => k.startsWith("fixed.")).map(([k, r]) => [k.slice(6), r])),
+        );
+      }
+    },
+    dispose() {
+      if (avg) disposeVars(avg);
+      if (fixed) disposeVars(fixed);
+      avg = fixed = undefined;
+    },
+  };
+}
+
+/**
+ * `wise_merge` after training: `θ ← θ·α + θ_other·(1−α)`, `θ_other` the start model (`n`) or
+ * given zero-shot weights.
+ */
+export function wiseMergePart(
+  alpha: number,
+  other?: ReadonlyMap<string, tf.Tensor>,
+): TrainPart {
+  let start: VarMap | undefined;
+  return {
+    name: "wise-merge",
+    init(run) {
+      if (!other) start = cloneVars(run.model.params);
+    },
+    end(run) {
+      wiseMerge(run.model.params, other ?? start!, alpha);
+    },
+    getState: () => ({ tensors: start ? varsToSd(start) : undefined }),
+    setState(s) {
+      if (start && s.tensors) assignFromSd(start, s.tensors);
+    },
+    dispose() {
+      if (start) disposeVars(start);
+      start = undefined;
+    },
+  };
+}
