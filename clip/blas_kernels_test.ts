@@ -210,7 +210,7 @@ Deno.test({
     await same("int32 add (fallback)", () => tf.add(tf.tensor1d([1, 2], "int32"), 3));
     await same("softmax", () => tf.softmax(rnd([2, 3, 7])));
     await same("softmax big", () => tf.softmax(tf.mul(rnd([5, 50]), 30)));
-    for (const axis of [-1, 2, [1, 2], 0, [0, 2], 1]) {
+    for (const axis of [-1, 2, [1, 2], 0, [0, 1], [0, 2], 1]) {
       for (const keepDims of [false, true]) {
         await same(`sum/mean/max axis ${axis} keep ${keepDims}`, () => {
           seed = 70;
@@ -226,11 +226,28 @@ Deno.test({
         () => tf.transpose(rnd([2, 3, 4, 5].slice(0, perm.length)), perm),
       );
     }
+    for (
+      const pads of [[[0, 0], [1, 2], [0, 3]], [[2, 1], [0, 0], [0, 0]], [[0, 0], [0, 0], [1, 1]]]
+    ) {
+      await same(`pad ${JSON.stringify(pads)}`, () => [
+        tf.pad(rnd([2, 3, 4]), pads as [number, number][]),
+        tf.pad(rnd([2, 3, 4]), pads as [number, number][], 1.5),
+      ]);
+    }
+    await same("transpose last two, big", () => tf.transpose(rnd([3, 70, 45]), [0, 2, 1]));
     await same("unary", () => {
       seed = 90;
       const x = rnd([4, 5]);
       const p = tf.abs(x);
-      return [tf.exp(x), tf.sigmoid(x), tf.sqrt(p), tf.rsqrt(p), tf.square(x)];
+      return [
+        tf.exp(x),
+        tf.sigmoid(x),
+        tf.sqrt(p),
+        tf.rsqrt(p),
+        tf.square(x),
+        tf.neg(x),
+        tf.relu(x),
+      ];
     });
   },
 });

@@ -38,7 +38,7 @@ export interface RgbImage {
 }
 
 /** A decoded image in the PIL mode of its file (palette images already expanded to RGB). */
-export interface DecodedImage extends Pixels {
+export interface DecodedPixels extends Pixels {
   /** The mode PIL would open the file in. */
   mode: ImageMode;
 }
@@ -187,7 +187,7 @@ async function decodeWithImagescript(bytes: Uint8Array, maxPixels: number) {
 export async function decodePixels(
   bytes: Uint8Array,
   opts: DecodeOptions = {},
-): Promise<DecodedImage> {
+): Promise<DecodedPixels> {
   const name = opts.name ?? "image";
   const maxPixels = opts.maxPixels ?? 2 ** 28;
   const which = opts.decoder ?? "auto";
@@ -488,11 +488,11 @@ function unpremultiply(img: Pixels): Pixels {
  * resampled with NEAREST, "RGBA"/"LA" premultiplied by alpha, others band by band.
  */
 export function resizeLikePil(
-  img: DecodedImage,
+  img: DecodedPixels,
   outW: number,
   outH: number,
   box?: Box,
-): DecodedImage {
+): DecodedPixels {
   let out: Pixels;
   if (img.mode === "P" || img.mode === "1") out = resizeNearest(img, outW, outH, box);
   else if (img.mode === "RGBA" || img.mode === "LA") {

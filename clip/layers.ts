@@ -5,12 +5,13 @@
  * Conventions:
  * - Activations are batch-first: sequences `[n, length, width]` (the reference uses
  *   `[length, n, width]` inside its transformers; the math is identical), images NHWC.
- * - Linear weights stay `[out, in]` as in PyTorch; `x·Wᵀ` is computed as
- *   `matMul(x, transpose(W))` (explicit transpose: the transpose flags are ~10× slower on wasm).
+ * - Linear weights stay `[out, in]` as in PyTorch; `x·Wᵀ` is computed with an explicit
+ *   transpose (the matMul transpose flags are ~10× slower on wasm), see {@link linear}.
  * - Convolution weights stay OIHW (the reference layout, so state dicts, LoRA, OGD and weight
  *   averaging all see reference shapes) and are transposed to HWIO inside the forward pass: an
  *   O(weights) op next to an O(weights·pixels) convolution, with the gradient flowing back to the
- *   OIHW variable and nothing cached that could go stale after an `assign`.
+ *   OIHW variable and nothing cached that could go stale after an `assign`. In eval mode BatchNorm
+ *   is folded into the convolution ({@link conv2dBatchNorm}).
  * - Every dense projection goes through {@link linear}, which adds the {@link DenseHook}
  *   registered for its module path. A hook receives the layer input flattened to 2-D
  *   `[rows, in]` and must return `[rows, out]`.
@@ -62,10 +63,14 @@ export function linear(
     const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, inF])) as tf.Tensor2D;
     const rows = x2.shape[0];
     const w = weight as tf.Tensor2D;
-    let y: tf.Tensor = rows * (inF + outF) < inF * outF
-      ? tf.transpose(tf.matMul(w, tf.transpose(x2)))
-      : tf.matMul(x2, tf.transpose(w));
-    if (bias) y = tf.add(y, bias);
+    let y: tf.Tensor;
+    if (rows * (inF + outF) < inF * outF) {
+      // (the wasm fused matMul takes only a rank-1 bias, so the [out, 1] bias is added after)
+      y = tf.transpose(tf.matMul(w, tf.transpose(x2)));
+      if (bias) y = tf.add(y, bias);
+    } else {
+      y = tf.fused.matMul({ a: x2, b: tf.transpose(w), bias: bias ?? undefined });
+    }
     if (hook) y = tf.add(y, hook(x2));
     return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outF]);
   });

@@ -12,6 +12,7 @@ import {
   layerNorm,
   linear,
   quickGelu,
+  selfAttention,
 } from "./layers.ts";
 import { patchEmbed } from "./vit.ts";
 
@@ -201,4 +202,25 @@ Deno.test("conv2dBatchNorm: the folded eval path equals conv → BatchNorm → R
     const plain = tf.relu(tf.add(conv2d(x, params.get("c.weight")!, stride, pad), b));
     close(fused.dataSync(), plain.dataSync(), 1e-5);
   }
+});
+
+Deno.test("selfAttention (packed in_proj, 4 heads, causal) equals attend on sliced q/k/v", () => {
+  const w = 16, n = 2, l = 5, heads = 4;
+  const v = (shape: number[], seed: number) =>
+    tf.variable(tf.randomNormal(shape, 0, 0.3, "float32", seed), false);
+  const params = new Map<string, tf.Variable>([
+    ["a.in_proj_weight", v([3 * w, w], 20)],
+    ["a.in_proj_bias", v([3 * w], 21)],
+    ["a.out_proj.weight", v([w, w], 22)],
+    ["a.out_proj.bias", v([w], 23)],
+  ]);
+  const ctx = { params, denseHooks: new Map(), training: false } as LayerContext;
+  const x = tf.randomNormal([n, l, w], 0, 1, "float32", 24);
+  const mask = causalMask(l);
+  const got = selfAttention(ctx, "a", x, heads, mask);
+  const W = params.get("a.in_proj_weight")!, B = params.get("a.in_proj_bias")!;
+  const proj = (i: number) => linear(x, tf.slice(W, [i * w, 0], [w, w]), tf.slice(B, [i * w], [w]));
+  const o = attend(proj(0), proj(1), proj(2), heads, mask);
+  const ref = linear(o, params.get("a.out_proj.weight")!, params.get("a.out_proj.bias")!);
+  close(got.dataSync(), ref.dataSync(), 1e-5);
 });

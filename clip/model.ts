@@ -18,6 +18,7 @@ import type {
   ClipModel,
   DenseHook,
   LoadStateDictOptions,
+  TextTokenizer,
 } from "./types.ts";
 import type { LayerContext } from "./layers.ts";
 import { visionTransformer } from "./vit.ts";
@@ -88,6 +89,7 @@ export function inferConfig(sd: ReadonlyMap<string, Shaped>): ClipConfig {
     imageResolution,
     visionLayers,
     visionWidth,
+    ...(visionPatchSize !== undefined ? { visionPatchSize } : {}),
     contextLength: shapeOf(sd, "positional_embedding")[0],
     vocabSize: shapeOf(sd, "token_embedding.weight")[0],
     transformerWidth,
@@ -96,7 +98,6 @@ export function inferConfig(sd: ReadonlyMap<string, Shaped>): ClipConfig {
       keys.filter((k) => k.startsWith("transformer.resblocks")).map((k) => k.split(".")[2]),
     ).size,
   };
-  if (visionPatchSize !== undefined) config.visionPatchSize = visionPatchSize;
   return config;
 }
 
@@ -388,11 +389,13 @@ export class Clip implements ClipModel, LayerContext {
   readonly denseHooks: Map<string, DenseHook> = new Map();
   /** Training mode (BatchNorm batch statistics). */
   training = false;
+  /** The model's own tokenizer when it is not CLIP's BPE (e.g. the embedded SynthMTIL model). */
+  tokenizer?: TextTokenizer;
   /** Process-unique id used in variable names. */
   readonly id: number;
   readonly #entries: ShapeEntry[];
 
-  /** Allocate variables for `config`, filled from `sd` (missing ones via `fill`). */
+  /** Allocate the variables of `config`, each filled from `values(entry)` (shapes checked). */
   constructor(config: ClipConfig, values: (entry: ShapeEntry) => RawTensor) {
     this.config = config;
     this.id = modelCounter++;
@@ -511,41 +514,14 @@ export class Clip implements ClipModel, LayerContext {
     }
   }
 
-  /**
-   * Module paths of the dense layers, in PyTorch `named_modules` order: per residual block
-   * `…attn.out_proj`, `…mlp.c_fc`, `…mlp.c_proj`, and for ResNets `visual.attnpool.{k,q,v,c}_proj`.
-   * The packed q/k/v in-projection of `<block>.attn` is not a module of its own in PyTorch; its
-   * dense hook is registered under the attention module path `<block>.attn` itself.
-   */
+  /** Module paths of the dense layers: see {@link linearModulePaths}. */
   linearPaths(): string[] {
-    const c = this.config;
-    const out: string[] = [];
-    const blocks = (prefix: string, n: number) => {
-      for (let i = 0; i < n; i++) {
-        out.push(
-          `${prefix}.${i}.attn.out_proj`,
-          `${prefix}.${i}.mlp.c_fc`,
-          `${prefix}.${i}.mlp.c_proj`,
-        );
-      }
-    };
-    if (c.vision === "vit") blocks("visual.transformer.resblocks", c.visionLayers as number);
-    else for (const p of ["k", "q", "v", "c"]) out.push(`visual.attnpool.${p}_proj`);
-    blocks("transformer.resblocks", c.transformerLayers);
-    return out;
+    return linearModulePaths(this.config);
   }
 
-  /** Module paths of the attention blocks (`<block>.attn`), whose hooks see the packed q/k/v. */
+  /** Module paths of the attention blocks: see {@link attentionModulePaths}. */
   attentionPaths(): string[] {
-    const c = this.config;
-    const out: string[] = [];
-    if (c.vision === "vit") {
-      for (let i = 0; i < (c.visionLayers as number); i++) {
-        out.push(`visual.transformer.resblocks.${i}.attn`);
-      }
-    }
-    for (let i = 0; i < c.transformerLayers; i++) out.push(`transformer.resblocks.${i}.attn`);
-    return out;
+    return attentionModulePaths(this.config);
   }
 
   /** Number of elements of the trainable variables and of all parameters (buffers excluded). */
@@ -565,6 +541,43 @@ export class Clip implements ClipModel, LayerContext {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
   }
+}
+
+/**
+ * Module paths of the dense layers of a config, in PyTorch `named_modules` order: per residual
+ * block `…attn.out_proj`, `…mlp.c_fc`, `…mlp.c_proj`, and for ResNets
+ * `visual.attnpool.{k,q,v,c}_proj` (the `nn.Linear` modules). The packed q/k/v in-projection of
+ * `<block>.attn` is not a module of its own in PyTorch; its dense hook is registered under the
+ * attention module path `<block>.attn` itself (see {@link attentionModulePaths}).
+ */
+export function linearModulePaths(config: ClipConfig): string[] {
+  const out: string[] = [];
+  const blocks = (prefix: string, n: number) => {
+    for (let i = 0; i < n; i++) {
+      out.push(
+        `${prefix}.${i}.attn.out_proj`,
+        `${prefix}.${i}.mlp.c_fc`,
+        `${prefix}.${i}.mlp.c_proj`,
+      );
+    }
+  };
+  if (config.vision === "vit") {
+    blocks("visual.transformer.resblocks", config.visionLayers as number);
+  } else for (const p of ["k", "q", "v", "c"]) out.push(`visual.attnpool.${p}_proj`);
+  blocks("transformer.resblocks", config.transformerLayers);
+  return out;
+}
+
+/** Module paths of the attention blocks (`<block>.attn`), whose hooks see the packed q/k/v. */
+export function attentionModulePaths(config: ClipConfig): string[] {
+  const out: string[] = [];
+  if (config.vision === "vit") {
+    for (let i = 0; i < (config.visionLayers as number); i++) {
+      out.push(`visual.transformer.resblocks.${i}.attn`);
+    }
+  }
+  for (let i = 0; i < config.transformerLayers; i++) out.push(`transformer.resblocks.${i}.attn`);
+  return out;
 }
 
 /** `x / ‖x‖₂` along the last axis. */

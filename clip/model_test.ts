@@ -8,6 +8,7 @@ import {
   type Clip,
   inferConfig,
   isBuffer,
+  linearModulePaths,
   MODEL_CONFIGS,
   randomStateDict,
   stateDictShapes,
@@ -311,6 +312,12 @@ Deno.test("dense hooks add to every projection; linearPaths lists the modules", 
     "transformer.resblocks.0.attn.out_proj",
     "transformer.resblocks.0.mlp.c_fc",
     "transformer.resblocks.0.mlp.c_proj",
+  ]);
+  assertEquals(linearModulePaths(TINY_VIT), m.linearPaths());
+  assertEquals(m.attentionPaths(), [
+    "visual.transformer.resblocks.0.attn",
+    "visual.transformer.resblocks.1.attn",
+    "transformer.resblocks.0.attn",
   ]);
   const rn = buildClip(randomStateDict(TINY_RN, 5));
   assertEquals(rn.linearPaths().slice(0, 4), [

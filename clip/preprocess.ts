@@ -12,7 +12,7 @@
 import type { tf } from "./tf.ts";
 import {
   type Box,
-  type DecodedImage,
+  type DecodedPixels,
   decodePixels,
   type DecoderName,
   type Pixels,
@@ -93,7 +93,7 @@ export function normalize(
 }
 
 /** Resize the shortest side to `nPx` (PIL rules) and center-crop to `nPx × nPx`, then to RGB. */
-export function resizeCenterCrop(img: DecodedImage, nPx: number): Pixels {
+export function resizeCenterCrop(img: DecodedPixels, nPx: number): Pixels {
   const [w, h] = resizeShortestSide(img.width, img.height, nPx);
   const resized = resizeLikePil(img, w, h);
   const cropped = centerCrop(resized, nPx, nPx);
@@ -109,7 +109,7 @@ export interface PreprocessOptions {
 }
 
 /** CLIP's eval preprocessing of already decoded pixels → HWC float32 `[nPx, nPx, 3]`. */
-export function preprocessPixels(img: DecodedImage, nPx: number): Float32Array {
+export function preprocessPixels(img: DecodedPixels, nPx: number): Float32Array {
   return normalize(resizeCenterCrop(img, nPx).data);
 }
 

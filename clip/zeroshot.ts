@@ -22,7 +22,7 @@ export function fillTemplate(template: Template, classname: string): string {
 
 /** Options of {@link zeroShotHead}. */
 export interface ZeroShotHeadOptions {
-  /** Tokenizer to use (default: the process-wide default tokenizer). */
+  /** Tokenizer to use (default: `model.tokenizer` when set, else the process-wide BPE tokenizer). */
   tokenizer?: Tokenizer;
   /** Too-long prompts: as `tokenize` (default false: an error, as the reference). */
   truncate?: Truncate;
@@ -66,11 +66,17 @@ export async function zeroShotHead(
   const cols: tf.Tensor1D[] = [];
   try {
     for (const [i, c] of classnames.entries()) {
-      const tokens = await tokenize(templates.map((t) => fillTemplate(t, c)), {
-        contextLength: model.config.contextLength,
-        truncate: options.truncate,
-        tokenizer: options.tokenizer,
-      });
+      const prompts = templates.map((t) => fillTemplate(t, c));
+      const tokens = model.tokenizer && !options.tokenizer
+        ? model.tokenizer.tokenize(prompts, {
+          contextLength: model.config.contextLength,
+          truncate: options.truncate,
+        })
+        : await tokenize(prompts, {
+          contextLength: model.config.contextLength,
+          truncate: options.truncate,
+          tokenizer: options.tokenizer,
+        });
       try {
         cols.push(classEmbedding(model, tokens));
       } finally {

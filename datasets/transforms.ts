@@ -16,7 +16,7 @@
  * @module
  */
 import {
-  type DecodedImage as ModeImage,
+  type DecodedPixels as ModeImage,
   decodePixels,
   resizeLikePil,
   toRgb,

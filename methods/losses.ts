@@ -114,6 +114,23 @@ export function selfSimilarityLogits(x: tf.Tensor2D, logitScale: tf.Tensor): tf.
 }
 
 /**
+ * Sum of all elements with a two-level (blocked) reduction: tfjs backends accumulate a long
+ * `sum` sequentially in float32, which loses percents on millions of small terms (e.g. the L2 over
+ * a 49408×512 token embedding); PyTorch's reduction is pairwise. Differentiable.
+ */
+export function accurateSum(x: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => {
+    const n = x.size;
+    if (n <= 1024) return tf.sum(x) as tf.Scalar;
+    const c = Math.ceil(Math.sqrt(n));
+    const r = Math.ceil(n / c);
+    let flat = tf.reshape(x, [n]);
+    if (r * c > n) flat = tf.pad(flat, [[0, r * c - n]]);
+    return accurateSum(tf.sum(tf.reshape(flat, [r, c]), 1));
+  });
+}
+
+/**
  * L2 to the start-of-task weights: `Σ_name Σ (p − p₀)²` over the given pairs (by name). The start
  * copy gets no gradient. (The Python version computes 0 here; this is what its README describes.)
  */
@@ -126,7 +143,7 @@ export function l2ToStart(
     for (const [name, p] of params) {
       const s = start.get(name);
       if (!s) throw new Error(`l2ToStart: no start-of-task copy of "${name}"`);
-      total = total.add(tf.sum(tf.squaredDifference(p, stopGradient(s))));
+      total = total.add(accurateSum(tf.squaredDifference(p, stopGradient(s))));
     }
     return total as tf.Scalar;
   });

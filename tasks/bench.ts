@@ -171,6 +171,18 @@ async function profileStep(fn: () => void): Promise<void> {
     byKernel.set(k.name, e);
   }
   const rows = [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20);
+  const calls = await Promise.all(
+    info.kernels.map(async (k) => ({
+      name: k.name,
+      ms: Number(await k.kernelTimeMs) || 0,
+      shapes: JSON.stringify(k.inputShapes),
+    })),
+  );
+  calls.sort((a, b) => b.ms - a.ms);
+  console.error("  slowest calls:");
+  for (const c of calls.slice(0, 25)) {
+    console.error(`    ${c.name.padEnd(22)} ${c.ms.toFixed(0).padStart(6)} ms  ${c.shapes}`);
+  }
   console.error(`profile (${tf.getBackend()}): ${total.toFixed(0)} ms in kernels`);
   for (const [name, e] of rows) {
     console.error(
