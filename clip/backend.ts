@@ -21,6 +21,7 @@ import {
   blasInfo,
   CPU_BLAS,
   registerBlasBackend,
+  registerCpuFixes,
 } from "./blas_kernels.ts";
 import { registerMatMulGradient, registerWasmTrainingKernels } from "./wasm_kernels.ts";
 
@@ -66,19 +67,28 @@ function envVar(name: string): string | undefined {
   }
 }
 
+/** One short reason for a failed `import()` of a tfjs-node package. */
+function nodeImportError(pkg: string, e: unknown): string {
+  const msg = firstLine(e);
+  if (msg.includes("tfjs_binding.node")) {
+    return `${pkg}: native binding missing (deno install --allow-scripts=npm:@tensorflow/${pkg})`;
+  }
+  return `${pkg}: ${msg}`;
+}
+
 async function loadTensorflow(): Promise<LoadResult> {
   const errors: string[] = [];
   try {
     await import("@tensorflow/tfjs-node-gpu");
     if (tf.findBackendFactory("tensorflow")) return { ok: true, detail: "tfjs-node-gpu" };
   } catch (e) {
-    errors.push(`tfjs-node-gpu: ${firstLine(e)}`);
+    errors.push(nodeImportError("tfjs-node-gpu", e));
   }
   try {
     await import("@tensorflow/tfjs-node");
     if (tf.findBackendFactory("tensorflow")) return { ok: true, detail: "tfjs-node" };
   } catch (e) {
-    errors.push(`tfjs-node: ${firstLine(e)}`);
+    errors.push(nodeImportError("tfjs-node", e));
   }
   return { ok: false, detail: errors.join("; ") };
 }
@@ -151,6 +161,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
     ? [preferred, ...BACKEND_NAMES.filter((n) => n !== preferred)]
     : [...BACKEND_NAMES];
   registerMatMulGradient();
+  registerCpuFixes();
   const report: BackendStatus[] = [];
   let active = "";
   for (const name of order) {

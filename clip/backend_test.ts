@@ -109,7 +109,7 @@ async function runTiny(config: ClipConfig, backend: string): Promise<Float32Arra
   tf.dispose([fwd.logitsPerImage, fwd.logitsPerText]);
   model.training = true;
   const vars = [...model.params.values()].filter((v) => v.trainable);
-  const labels = tf.oneHot(tf.tensor1d([0, 1, 2], "int32"), n);
+  const labels = tf.tidy(() => tf.oneHot(tf.tensor1d([0, 1, 2], "int32"), n));
   const { value, grads } = tf.variableGrads(
     () =>
       tf.losses.softmaxCrossEntropy(

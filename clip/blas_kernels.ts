@@ -511,6 +511,14 @@ function conv2dBackpropFilterKernel(blas: Blas): KernelFn {
 // Every loop below is written out per operation: a shared loop calling an `op` callback becomes
 // megamorphic in V8 and runs ~20× slower (measured on the AdamW update of a ViT-B/32 tower).
 
+/**
+ * BLAS level-1 routines for large element-wise ops (bit-identical results: one rounding each,
+ * as the JS loops), set by {@link registerBlasBackend}.
+ */
+let level1: Blas["level1"] = null;
+/** Element count from which the level-1 routines beat a JS loop (FFI + thread start-up). */
+const LEVEL1_MIN = 1 << 16;
+
 type Loop = (a: Float32Array, b: Float32Array, o: Float32Array) => void;
 type ScalarLoop = (a: Float32Array, s: number, o: Float32Array) => void;
 
@@ -578,9 +586,18 @@ function binaryValues(
   );
   const size = sizeOf(shape);
   const na = av.length, nb = bv.length;
+  const l1 = size >= LEVEL1_MIN ? level1 : null;
   if (na === size && nb === size) {
     const values = new Float32Array(size);
-    SAME[opName](av, bv, values);
+    if (l1 && opName === "Add") {
+      l1.copy(bv, values);
+      l1.axpy(1, av, values);
+    } else if (l1 && opName === "Sub") {
+      l1.copy(av, values);
+      l1.axpy(-1, bv, values);
+    } else {
+      SAME[opName](av, bv, values);
+    }
     return { shape, values };
   }
   const bigIsA = na === size;
@@ -590,7 +607,12 @@ function binaryValues(
   const scalarLoop = bigIsA ? RIGHT[opName] : LEFT[opName];
   if (sm.length === 1) {
     const values = new Float32Array(size);
-    scalarLoop(big, sm[0], values);
+    if (l1 && opName === "Multiply") {
+      l1.copy(big, values);
+      l1.scal(sm[0], values);
+    } else {
+      scalarLoop(big, sm[0], values);
+    }
     return { shape, values };
   }
   // The small operand must equal `shape` on a contiguous range of axes [lo, hi), 1 elsewhere.
@@ -857,6 +879,35 @@ function padKernel(): KernelFn {
   };
 }
 
+/**
+ * `UnsortedSegmentSum` (the gradient of `gather`) as a direct scatter-add. tfjs's cpu kernel
+ * compares every id with every segment: 75 s for one token-embedding gradient of a tiny CLIP.
+ */
+function unsortedSegmentSumKernel(): KernelFn {
+  return (args) => {
+    const { x, segmentIds } = args.inputs as { x: TensorInfo; segmentIds: TensorInfo };
+    const numSegments = args.attrs!.numSegments as number;
+    if (x.dtype !== "float32" && x.dtype !== "int32") {
+      return cpuKernel("UnsortedSegmentSum", args);
+    }
+    const xv = args.backend.data.get(x.dataId).values as Float32Array | Int32Array;
+    const ids = args.backend.data.get(segmentIds.dataId).values as ArrayLike<number>;
+    const rows = sizeOf(segmentIds.shape);
+    const innerShape = x.shape.slice(segmentIds.shape.length);
+    const inner = sizeOf(innerShape);
+    const y = x.dtype === "int32"
+      ? new Int32Array(numSegments * inner)
+      : new Float32Array(numSegments * inner);
+    for (let i = 0; i < rows; i++) {
+      const s = ids[i];
+      if (s < 0 || s >= numSegments) continue;
+      const src = i * inner, dst = s * inner;
+      for (let j = 0; j < inner; j++) y[dst + j] += xv[src + j];
+    }
+    return args.backend.makeTensorInfo([numSegments, ...innerShape], x.dtype, y);
+  };
+}
+
 type UnaryLoop = (x: Float32Array, y: Float32Array) => void;
 /** Unary float32 loops, one function each (see the note on megamorphic callbacks above). */
 const UNARY: Record<string, UnaryLoop> = {
@@ -923,6 +974,7 @@ export const BLAS_KERNEL_NAMES: readonly string[] = [
   "Neg",
   "Relu",
   "PadV2",
+  "UnsortedSegmentSum",
 ];
 
 function kernels(blas: Blas): Record<string, KernelFn> {
@@ -943,6 +995,7 @@ function kernels(blas: Blas): Record<string, KernelFn> {
     Max: reduceKernel("Max"),
     Transpose: transposeKernel(),
     PadV2: padKernel(),
+    UnsortedSegmentSum: unsortedSegmentSumKernel(),
     ...Object.fromEntries(Object.keys(UNARY).map((k) => [k, unaryKernel(k)])),
   };
 }
@@ -973,6 +1026,7 @@ export function registerBlasBackend(): boolean {
     (b as unknown as { firstUse: boolean }).firstUse = false;
     return b;
   }, 0);
+  level1 = blas.level1;
   const ours = kernels(blas);
   for (const k of tf.getKernelsForBackend("cpu")) {
     if (k.kernelName in ours) continue;
@@ -988,6 +1042,32 @@ export function registerBlasBackend(): boolean {
   registerMatMulGradient();
   registered = true;
   return true;
+}
+
+let cpuFixed = false;
+
+/**
+ * Replace the plain `cpu` backend's `UnsortedSegmentSum` (the gradient of `gather`) with the
+ * direct scatter-add: tfjs's compares every id with every segment (75 s for one token-embedding
+ * gradient of a tiny CLIP; milliseconds after). Same results; idempotent; `initBackend` calls it.
+ */
+export function registerCpuFixes(): void {
+  if (cpuFixed) return;
+  cpuFixed = true;
+  const prev = tf.getKernel("UnsortedSegmentSum", "cpu");
+  if (prev) tf.unregisterKernel("UnsortedSegmentSum", "cpu");
+  const fast = unsortedSegmentSumKernel();
+  tf.registerKernel({
+    kernelName: "UnsortedSegmentSum",
+    backendName: "cpu",
+    kernelFunc: ((args: KernelArgs) => {
+      const x = args.inputs.x!;
+      if (x.dtype !== "float32" && x.dtype !== "int32" && prev) {
+        return prev.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]);
+      }
+      return fast(args);
+    }) as unknown as tf.KernelFunc,
+  });
 }
 
 /** The BLAS library behind `cpu-blas`, or null when it did not load. */

@@ -1,6 +1,11 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { tf } from "./tf.ts";
-import { blasBackendUnavailableReason, CPU_BLAS, registerBlasBackend } from "./blas_kernels.ts";
+import {
+  blasBackendUnavailableReason,
+  CPU_BLAS,
+  registerBlasBackend,
+  registerCpuFixes,
+} from "./blas_kernels.ts";
 
 const HAS_BLAS = registerBlasBackend();
 if (!HAS_BLAS) {
@@ -207,6 +212,13 @@ Deno.test({
         });
       }
     }
+    for (const op of [tf.add, tf.sub, tf.mul, tf.div]) {
+      await same(`${op.name} large (BLAS level-1 path)`, () => [
+        op(rnd([300, 301]), rnd([300, 301])),
+        op(rnd([300, 301]), 0.7),
+        op(1.3, rnd([300, 301])),
+      ], 0);
+    }
     await same("int32 add (fallback)", () => tf.add(tf.tensor1d([1, 2], "int32"), 3));
     await same("softmax", () => tf.softmax(rnd([2, 3, 7])));
     await same("softmax big", () => tf.softmax(tf.mul(rnd([5, 50]), 30)));
@@ -306,5 +318,29 @@ Deno.test({
       }
     }
     assert(a[0][4] < a[0][0], "loss decreases");
+  },
+});
+
+Deno.test({
+  name: "UnsortedSegmentSum scatter-add (cpu-blas and the patched cpu) equals hand-derived sums",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    registerCpuFixes();
+    for (const backend of ["cpu", CPU_BLAS]) {
+      await tf.setBackend(backend);
+      const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
+      const ids = tf.tensor1d([2, 0, 2, 5], "int32"); // 5 is out of range: dropped
+      const y = tf.unsortedSegmentSum(x, ids, 3);
+      assertEquals(y.shape, [3, 2]);
+      assertEquals(Array.from(y.dataSync()), [3, 4, 0, 0, 6, 8]);
+      const yi = tf.unsortedSegmentSum(
+        tf.tensor1d([1, 2, 3], "int32"),
+        tf.tensor1d([1, 1, 0], "int32"),
+        2,
+      );
+      assertEquals(yi.dtype, "int32");
+      assertEquals(Array.from(yi.dataSync()), [3, 3]);
+      tf.dispose([x, ids, y, yi]);
+    }
   },
 });

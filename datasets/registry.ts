@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { synthCaptions, synthDatasetByName } from "./synth.ts";
 import { loadCifarFamily } from "./families/cifar.ts";
 import { loadConceptualCaptions, type SentenceDataset } from "./families/captions.ts";
 import type { FamilyOptions } from "./families/common.ts";
@@ -143,13 +144,18 @@ export function loadDataset(
     );
   }
   if (name === "conceptual_captions") return loadSentences({ root });
+  if (name === "Synth-captions") return Promise.resolve(synthCaptions({ n: opts.num }));
+  const synth = synthDatasetByName(name, { split });
+  if (synth) return Promise.resolve(synth);
   if (!isImageDatasetName(name)) {
     const hint = DATASET_NAMES.find((n) => n.toLowerCase() === name.toLowerCase());
     return Promise.reject(
       new Error(
         `unknown dataset ${JSON.stringify(name)}` +
           (hint ? ` (names are case-sensitive: did you mean ${hint}?)` : "") +
-          `; known: ${DATASET_NAMES.join(", ")}`,
+          `; known: ${DATASET_NAMES.join(", ")}, and the offline SynthMTIL tasks ` +
+          `Synth-shape, Synth-colour, Synth-texture, Synth-count, Synth-size, Synth-position ` +
+          `(images with captions: Synth-captions)`,
       ),
     );
   }

@@ -5,15 +5,33 @@
  * @module
  */
 import nodeAssert from "node:assert";
+import type { ClipConfig } from "../clip/types.ts";
+
+/** A tiny ViT CLIP for fast tests: width 64 (one head), 1 layer, 16 px, 32-token vocabulary. */
+export const TINY: ClipConfig = {
+  vision: "vit",
+  embedDim: 16,
+  imageResolution: 16,
+  visionLayers: 1,
+  visionWidth: 64,
+  visionPatchSize: 8,
+  contextLength: 8,
+  vocabSize: 32,
+  transformerWidth: 64,
+  transformerHeads: 1,
+  transformerLayers: 1,
+};
 
 /** Assert that a condition holds. */
 export function assert(cond: unknown, msg?: string): asserts cond {
-  nodeAssert.ok(cond, msg);
+  if (msg === undefined) nodeAssert.ok(cond);
+  else nodeAssert.ok(cond, msg);
 }
 
 /** Deep strict equality. */
 export function assertEquals(actual: unknown, expected: unknown, msg?: string): void {
-  nodeAssert.deepStrictEqual(actual, expected, msg);
+  if (msg === undefined) nodeAssert.deepStrictEqual(actual, expected);
+  else nodeAssert.deepStrictEqual(actual, expected, msg);
 }
 
 /** `|actual − expected| <= tol`. */

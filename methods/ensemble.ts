@@ -11,7 +11,7 @@
  */
 import { tf } from "../clip/tf.ts";
 import type { StateDict } from "../clip/state_dict.ts";
-import { isBuffer } from "./params.ts";
+import { isBufferKey } from "./params.ts";
 
 /** Named variables (a model's `params`, or a standalone averaged copy). */
 export type VarMap = Map<string, tf.Variable>;
@@ -21,7 +21,7 @@ function forParams(
   fn: (name: string, t: tf.Variable) => tf.Tensor | undefined,
 ): void {
   for (const [name, t] of target) {
-    if (isBuffer(name)) continue;
+    if (isBufferKey(name)) continue;
     tf.tidy(() => {
       const next = fn(name, t);
       if (next) t.assign(next);
@@ -81,7 +81,11 @@ export function wiseWe(
  * Moving average as the reference codes it, `moving_avg(model, anchor, decay)`: the *training*
  * model is pulled towards the anchor, `θ ← θ·decay + anchor·(1−decay)`.
  */
-export function movingAvg(model: VarMap, anchor: ReadonlyMap<string, tf.Tensor>, decay: number): void {
+export function movingAvg(
+  model: VarMap,
+  anchor: ReadonlyMap<string, tf.Tensor>,
+  decay: number,
+): void {
   forParams(model, (k, p) => p.mul(decay).add(need(anchor, k, "movingAvg").mul(1 - decay)));
 }
 
@@ -92,7 +96,11 @@ export type MovingAvgAnchor = "n" | "t" | "zeroshot";
  * `wise_merge` after training: `θ ← θ·α + θ_other·(1−α)` (`θ_other` the zero-shot model or the
  * loaded one, `--wise_ft_model`).
  */
-export function wiseMerge(model: VarMap, other: ReadonlyMap<string, tf.Tensor>, alpha: number): void {
+export function wiseMerge(
+  model: VarMap,
+  other: ReadonlyMap<string, tf.Tensor>,
+  alpha: number,
+): void {
   forParams(model, (k, p) => p.mul(alpha).add(need(other, k, "wiseMerge").mul(1 - alpha)));
 }
 
@@ -105,7 +113,7 @@ export function wiseFt(finetuned: StateDict, zeroshot: StateDict, alpha: number)
   for (const [k, ft] of finetuned) {
     const zs = zeroshot.get(k);
     if (!zs) throw new Error(`wiseFt: key "${k}" missing from the zero-shot model`);
-    if (isBuffer(k) || !(ft.data instanceof Float32Array)) {
+    if (isBufferKey(k) || !(ft.data instanceof Float32Array)) {
       out.set(k, ft);
       continue;
     }

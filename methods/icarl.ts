@@ -71,7 +71,10 @@ interface TaskMemory {
 
 /** Split `m` over `c` classes: `floor(m/c)` each, the first `m mod c` classes one more. */
 export function perClassBudget(m: number, classes: number): number[] {
-  return Array.from({ length: classes }, (_, i) => Math.floor(m / classes) + (i < m % classes ? 1 : 0));
+  return Array.from(
+    { length: classes },
+    (_, i) => Math.floor(m / classes) + (i < m % classes ? 1 : 0),
+  );
 }
 
 /** Exemplar memory of total size K over the tasks seen so far. */

@@ -15,15 +15,16 @@ import { tf } from "../clip/tf.ts";
 export function stopGradient<T extends tf.Tensor>(x: T): T {
   return detach(x) as T;
 }
-// deno-lint-ignore no-explicit-any
-const detach = tf.customGrad(((x: tf.Tensor) => ({
-  value: x.clone(),
-  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
-  // deno-lint-ignore no-explicit-any
-})) as any) as (x: tf.Tensor) => tf.Tensor;
+const detach = tf.customGrad(
+  ((x: tf.Tensor) => ({
+    value: x.clone(),
+    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+    // deno-lint-ignore no-explicit-any
+  })) as any,
+) as (x: tf.Tensor) => tf.Tensor;
 
 /** Rows scaled to unit L2 norm (`x / x.norm(dim=-1, keepdim=True)`). */
-export function l2Normalize(x: tf.Tensor2D): tf.Tensor2D {
+export function normalizeRows(x: tf.Tensor2D): tf.Tensor2D {
   return x.div(x.norm("euclidean", -1, true));
 }
 
@@ -37,8 +38,8 @@ export function clipLogits(
   logitScale: tf.Tensor,
   normalized = false,
 ): tf.Tensor2D {
-  const an = normalized ? a : l2Normalize(a);
-  const bn = normalized ? b : l2Normalize(b);
+  const an = normalized ? a : normalizeRows(a);
+  const bn = normalized ? b : normalizeRows(b);
   return tf.matMul(an, tf.transpose(bn)).mul(tf.exp(logitScale)) as tf.Tensor2D;
 }
 

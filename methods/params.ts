@@ -27,7 +27,7 @@ export type TrainMode = typeof TRAIN_MODES[number];
 export const HEAD_PREFIX = "head.";
 
 /** Whether a key is a buffer, not a parameter (BatchNorm running statistics). */
-export function isBuffer(name: string): boolean {
+export function isBufferKey(name: string): boolean {
   return /(^|\.)(running_mean|running_var|num_batches_tracked)$/.test(name);
 }
 
@@ -65,7 +65,7 @@ export function selectTrainable(
   const vit = options.vit ?? true;
   const out: string[] = [];
   for (const n of names) {
-    if (isBuffer(n) || n === "logit_scale") continue;
+    if (isBufferKey(n) || n === "logit_scale") continue;
     const head = n.startsWith(HEAD_PREFIX);
     const visual = n.startsWith("visual.");
     let take: boolean;

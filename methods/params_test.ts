@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "./_testing.ts";
-import { isBuffer, selectTrainable, usesHead } from "./params.ts";
+import { isBufferKey, selectTrainable, usesHead } from "./params.ts";
 
 const VIT = [
   "positional_embedding",
@@ -62,5 +62,5 @@ Deno.test("selectTrainable: ResNet buffers never train; stem conv is not an embe
     "visual.conv1.weight",
     "visual.bn1.weight",
   ]);
-  assertEquals([isBuffer("a.running_var"), isBuffer("a.weight")], [true, false]);
+  assertEquals([isBufferKey("a.running_var"), isBufferKey("a.weight")], [true, false]);
 });

@@ -400,3 +400,53 @@ export async function writePlots(
   }
   return written;
 }
+
+/** Options of {@link barChartSvg}. */
+export interface BarChartOptions {
+  /** Chart title. */
+  title?: string;
+  /** Largest value of the axis (default: the largest value, at least 1e-9). */
+  max?: number;
+  /** Format of the value printed after each bar (default two decimals). */
+  format?: (v: number) => string;
+  /** Width in pixels (default 420). */
+  width?: number;
+}
+
+/**
+ * A horizontal bar chart as SVG (e.g. the top-5 class probabilities of a zero-shot prediction);
+ * bars are drawn in the order given.
+ */
+export function barChartSvg(
+  labels: readonly string[],
+  values: readonly number[],
+  opts: BarChartOptions = {},
+): string {
+  if (labels.length !== values.length) {
+    throw new Error(`barChartSvg: ${labels.length} labels for ${values.length} values`);
+  }
+  const width = opts.width ?? 420;
+  const fmt = opts.format ?? ((v: number) => v.toFixed(2));
+  const max = opts.max ?? Math.max(1e-9, ...values);
+  const labelW = Math.min(180, 12 + 7 * Math.max(4, ...labels.map((l) => l.length)));
+  const barH = 18, gap = 6, top = opts.title ? 28 : 8;
+  const height = top + labels.length * (barH + gap) + 4;
+  const barMax = width - labelW - 60;
+  const rows = labels.map((l, i) => {
+    const y = top + i * (barH + gap);
+    const w = Math.max(0, Math.min(1, values[i] / max)) * barMax;
+    return `<text x="${labelW - 6}" y="${y + 13}" text-anchor="end">${xmlEscape(l)}</text>` +
+      `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${
+        viridis(0.35 + 0.5 * (1 - i / Math.max(1, labels.length)))
+      }"/>` +
+      `<text x="${(labelW + w + 4).toFixed(1)}" y="${y + 13}">${xmlEscape(fmt(values[i]))}</text>`;
+  });
+  const title = opts.title
+    ? `<text x="${width / 2}" y="18" text-anchor="middle" font-weight="bold">${
+      xmlEscape(opts.title)
+    }</text>`
+    : "";
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">` +
+    `<rect width="100%" height="100%" fill="white"/>${title}${rows.join("")}</svg>`;
+}

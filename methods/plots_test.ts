@@ -123,3 +123,14 @@ Deno.test("PNG via sharp has the SVG's dimensions; text renders when fonts exist
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("barChartSvg: one bar per label, widths proportional, labels escaped", async () => {
+  const { barChartSvg } = await import("./plots.ts");
+  const svg = barChartSvg(["a<b", "c"], [1, 0.5], { max: 1, width: 300 });
+  const widths = [...svg.matchAll(/<rect x="\d+" y="\d+" width="([\d.]+)"/g)].map((m) =>
+    Number(m[1])
+  );
+  if (widths.length !== 2) throw new Error(`expected 2 bars, got ${widths.length}`);
+  if (Math.abs(widths[0] - 2 * widths[1]) > 0.2) throw new Error(`widths ${widths}`);
+  if (!svg.includes("a&lt;b")) throw new Error("label not escaped");
+});

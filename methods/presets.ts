@@ -17,15 +17,15 @@ import {
   distillation,
   distillationTransposed,
   featureMse,
-  l2Normalize,
+  normalizeRows,
   selfSimilarityLogits,
 } from "./losses.ts";
 import {
-  type Batch,
   ceLoss,
   l2Loss,
   type LossTerms,
   registerMethod,
+  type TrainBatch,
   type TrainPart,
   type TrainRun,
   weightAveraging,
@@ -156,15 +156,15 @@ export function zsclPart(o: ZsclOptions): TrainPart {
       }
       ref.training = false;
       refEmb?.dispose();
-      refEmb = tf.tidy(() => l2Normalize(ref!.encodeText(o.refTexts)));
+      refEmb = tf.tidy(() => normalizeRows(ref!.encodeText(o.refTexts)));
     },
     async prepare(_run, step) {
       clear();
       refImgs = await o.refImages(step);
-      teacher = tf.tidy(() => l2Normalize(ref!.encodeImage(refImgs!)));
+      teacher = tf.tidy(() => normalizeRows(ref!.encodeImage(refImgs!)));
     },
     loss(ctx): LossTerms {
-      const cur = l2Normalize(ctx.run.model.encodeImage(refImgs!));
+      const cur = normalizeRows(ctx.run.model.encodeImage(refImgs!));
       const logitsCur = clipLogits(cur, refEmb!, ctx.logitScale, true);
       const logitsRef = clipLogits(teacher!, refEmb!, ctx.logitScale, true);
       const terms: LossTerms = {};
@@ -230,13 +230,15 @@ export function lwfPart(o: LwfOptions = {}): TrainPart {
       teacherModel = buildClip(run.model.stateDict());
       teacherModel.training = false;
       teacherText?.dispose();
-      teacherText = tf.tidy(() => l2Normalize(teacherModel!.encodeText(o.texts ?? run.task.textTokens)));
+      teacherText = tf.tidy(() =>
+        normalizeRows(teacherModel!.encodeText(o.texts ?? run.task.textTokens))
+      );
     },
-    prepare(run, _step, batch: Batch) {
+    prepare(run, _step, batch: TrainBatch) {
       teacherLogits?.dispose();
       teacherLogits = tf.tidy(() =>
         clipLogits(
-          l2Normalize(teacherModel!.encodeImage(batch.images)),
+          normalizeRows(teacherModel!.encodeImage(batch.images)),
           teacherText!,
           run.model.params.get("logit_scale")!,
           true,
@@ -245,7 +247,7 @@ export function lwfPart(o: LwfOptions = {}): TrainPart {
     },
     loss(ctx) {
       const text = o.texts
-        ? l2Normalize(ctx.run.model.encodeText(o.texts))
+        ? normalizeRows(ctx.run.model.encodeText(o.texts))
         : ctx.classEmbeddings();
       const cur = clipLogits(ctx.imageFeatures(), text, ctx.logitScale, true);
       const terms: LossTerms = {};
@@ -296,7 +298,7 @@ export interface IcarlOptions {
    * The exemplar batch of a step (images of earlier tasks from the memory; labels index
    * `memoryTexts`). Return undefined when the memory is empty.
    */
-  exemplars: (step: number) => Promise<Batch | undefined>;
+  exemplars: (step: number) => Promise<TrainBatch | undefined>;
   /** Token ids of every seen class's prompt (labels of exemplar batches index these rows). */
   memoryTexts: tf.Tensor2D;
   /** Temperature of the distillation (default 2). */
@@ -310,7 +312,7 @@ export interface IcarlOptions {
 export function icarlPart(o: IcarlOptions): TrainPart {
   let teacherModel: ClipModel | undefined;
   let memText: tf.Tensor2D | undefined;
-  let ex: Batch | undefined;
+  let ex: TrainBatch | undefined;
   let teacherLogits: tf.Tensor2D | undefined;
   const clear = () => {
     ex?.images.dispose();
@@ -324,7 +326,7 @@ export function icarlPart(o: IcarlOptions): TrainPart {
       teacherModel = buildClip(run.model.stateDict());
       teacherModel.training = false;
       memText?.dispose();
-      memText = tf.tidy(() => l2Normalize(teacherModel!.encodeText(o.memoryTexts)));
+      memText = tf.tidy(() => normalizeRows(teacherModel!.encodeText(o.memoryTexts)));
     },
     async prepare(run, step) {
       clear();
@@ -332,7 +334,7 @@ export function icarlPart(o: IcarlOptions): TrainPart {
       if (!ex) return;
       teacherLogits = tf.tidy(() =>
         clipLogits(
-          l2Normalize(teacherModel!.encodeImage(ex!.images)),
+          normalizeRows(teacherModel!.encodeImage(ex!.images)),
           memText!,
           run.model.params.get("logit_scale")!,
           true,
@@ -341,8 +343,8 @@ export function icarlPart(o: IcarlOptions): TrainPart {
     },
     loss(ctx): LossTerms {
       if (!ex) return {};
-      const img = l2Normalize(ctx.run.model.encodeImage(ex.images));
-      const txt = l2Normalize(ctx.run.model.encodeText(o.memoryTexts));
+      const img = normalizeRows(ctx.run.model.encodeImage(ex.images));
+      const txt = normalizeRows(ctx.run.model.encodeText(o.memoryTexts));
       const logits = clipLogits(img, txt, ctx.logitScale, true);
       const lab = tf.oneHot(tf.tensor1d(ex.labels, "int32"), logits.shape[1]).toFloat();
       const ce = tf.neg(tf.mean(tf.sum(lab.mul(tf.logSoftmax(logits, -1)), -1))) as tf.Scalar;

@@ -21,21 +21,21 @@ import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
-import { clipLogits, crossEntropy, l2Normalize, l2ToStart } from "./losses.ts";
+import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
 import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
 import {
   cloneVars,
   disposeVars,
   mergeWe,
-  type MovingAvgAnchor,
   movingAvg,
+  type MovingAvgAnchor,
   type VarMap,
   wiseMerge,
   wiseWe,
 } from "./ensemble.ts";
 
 /** One training batch: preprocessed NHWC images and their class labels. */
-export interface Batch {
+export interface TrainBatch {
   /** Images `[n, R, R, 3]`, already normalised. Disposed by the loop after the step. */
   images: tf.Tensor4D;
   /** Class indices into the task's classes. */
@@ -54,7 +54,7 @@ export interface TrainTask {
   /** Token ids `[C, contextLength]` of the training prompts (one per class). Owned by the caller. */
   textTokens: tf.Tensor2D;
   /** The batch of a 0-based iteration. */
-  batch(step: number): Promise<Batch>;
+  batch(step: number): Promise<TrainBatch>;
   /** Batches per epoch (for `epochs`; optional when `iterations` is given). */
   batchesPerEpoch?: number;
 }
@@ -75,7 +75,7 @@ export interface StepContext {
   /** Learning rate of this step. */
   lr: number;
   /** The batch. */
-  batch: Batch;
+  batch: TrainBatch;
   /** `exp`-able logit scale of the training model (`logit_scale`). */
   logitScale: tf.Tensor;
   /** Normalised image features of the batch `[n, E]`. */
@@ -112,7 +112,7 @@ export interface TrainPart {
   /** Called once before training. */
   init?(run: TrainRun): void | Promise<void>;
   /** Called before each step (after its batch is loaded), outside the tape. */
-  prepare?(run: TrainRun, step: number, batch: Batch): void | Promise<void>;
+  prepare?(run: TrainRun, step: number, batch: TrainBatch): void | Promise<void>;
   /** Loss terms of a step. */
   loss?(ctx: StepContext): LossTerms;
   /** Called after each optimizer update. */
@@ -125,6 +125,12 @@ export interface TrainPart {
   setState?(state: PartState): void;
   /** Weights to save instead of the model's (keyed like `model.params`). */
   weightsToSave?(): ReadonlyMap<string, tf.Tensor> | undefined;
+  /**
+   * Called with the step's gradients (by parameter name) before the optimizer update; may
+   * replace entries (e.g. OGD's projection). A replaced gradient is disposed by the loop, and so
+   * is the returned one. Runs after the gradient norms are recorded.
+   */
+  transformGrads?(run: TrainRun, step: number, grads: Map<string, tf.Tensor>): void;
   /** Free what the part holds. */
   dispose?(): void;
 }
@@ -165,6 +171,13 @@ export interface TrainOptions {
   onStep?: (record: StepRecord, run: TrainRun) => void | Promise<void>;
   /** Checked before each step; when it returns true the loop stops (signals). */
   shouldStop?: () => boolean;
+  /**
+   * Variables trained beside the model's own (e.g. LoRA adapters), by a name unique within the
+   * run. With `onlyExtra`, they are the only trainable variables.
+   */
+  extraParams?: ReadonlyMap<string, tf.Variable>;
+  /** Train only `extraParams`; the model's parameters (and the train mode's choice) stay frozen. */
+  onlyExtra?: boolean;
 }
 
 /** What one step did. */
@@ -278,16 +291,22 @@ export async function createRun(
     const w = tf.tidy(() => {
       const prev = model.training;
       model.training = false;
-      const e = l2Normalize(model.encodeText(task.textTokens));
+      const e = normalizeRows(model.encodeText(task.textTokens));
       model.training = prev;
       return tf.variable(e, true, `${HEAD_PREFIX}weight/${Math.random().toString(36).slice(2)}`);
     });
     params.set(`${HEAD_PREFIX}weight`, w);
   }
-  const trainable = selectTrainable(params.keys(), mode, {
+  const selected = options.onlyExtra ? [] : selectTrainable(params.keys(), mode, {
     freeze: options.freeze,
     vit: model.config.vision === "vit",
   });
+  for (const [name, v] of options.extraParams ?? []) {
+    if (params.has(name)) throw new Error(`extra parameter "${name}" clashes with a model key`);
+    params.set(name, v);
+  }
+  const trainable = [...selected, ...(options.extraParams?.keys() ?? [])];
+  if (trainable.length === 0) throw new Error("nothing to train: no parameter is trainable");
   const run: TrainRun = {
     model,
     task,
@@ -307,7 +326,7 @@ export async function createRun(
   return run;
 }
 
-function makeContext(run: TrainRun, step: number, lr: number, batch: Batch): StepContext {
+function makeContext(run: TrainRun, step: number, lr: number, batch: TrainBatch): StepContext {
   const { model } = run;
   const mode = run.options.trainMode ?? "whole";
   const logitScale = model.params.get("logit_scale")!;
@@ -318,17 +337,27 @@ function makeContext(run: TrainRun, step: number, lr: number, batch: Batch): Ste
     lr,
     batch,
     logitScale,
-    imageFeatures: () => img ??= l2Normalize(model.encodeImage(batch.images)),
+    imageFeatures: () => img ??= normalizeRows(model.encodeImage(batch.images)),
     classEmbeddings: () => {
       if (txt) return txt;
       if (usesHead(mode)) txt = run.params.get(`${HEAD_PREFIX}weight`)! as tf.Tensor as tf.Tensor2D;
-      else txt = l2Normalize(model.encodeText(run.task.textTokens));
+      else txt = normalizeRows(model.encodeText(run.task.textTokens));
       return txt;
     },
-    logits: () =>
-      lg ??= clipLogits(ctx.imageFeatures(), ctx.classEmbeddings(), logitScale, true),
+    logits: () => lg ??= clipLogits(ctx.imageFeatures(), ctx.classEmbeddings(), logitScale, true),
   };
   return ctx;
+}
+
+/**
+ * L2 norm of a tensor accumulated in float64 on the host (tfjs reductions accumulate in float32
+ * and are off by percents on millions of elements).
+ */
+export function l2NormF64(t: tf.Tensor): number {
+  const d = t.dataSync();
+  let s = 0;
+  for (let i = 0; i < d.length; i++) s += d[i] * d[i];
+  return Math.sqrt(s);
 }
 
 /** Run one optimizer step; returns its record. */
@@ -366,7 +395,13 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     const gradNorms: Record<string, number> = {};
     for (const n of want) {
       const g = gradMap.get(n);
-      if (g) gradNorms[n] = tf.tidy(() => tf.norm(g)).arraySync() as number;
+      if (g) gradNorms[n] = l2NormF64(g);
+    }
+    for (const p of run.parts) {
+      if (!p.transformGrads) continue;
+      const before = new Map(gradMap);
+      p.transformGrads(run, step, gradMap);
+      for (const [n, g] of before) if (gradMap.get(n) !== g) g.dispose();
     }
     run.optimizer.step(run.params, gradMap);
     const losses: Record<string, number> = {};
@@ -391,14 +426,18 @@ export async function runSteps(run: TrainRun): Promise<TrainResult> {
   const records: StepRecord[] = [];
   const stopAt = Math.min(run.totalSteps, run.options.stopAfter ?? Infinity);
   while (run.step < stopAt) {
-    if (run.options.shouldStop?.()) break;
+    if (run.options.shouldStop) {
+      // a macrotask turn, so that signal listeners (SIGINT, SIGUSR1, …) get to run between steps
+      await new Promise((r) => setTimeout(r, 0));
+      if (run.options.shouldStop()) break;
+    }
     const rec = await trainStep(run, run.step);
     run.step++;
     records.push(rec);
     await run.options.onStep?.(rec, run);
   }
   const finished = run.step >= run.totalSteps;
-  if (finished) for (const p of run.parts) await p.end?.(run);
+  if (finished) { for (const p of run.parts) await p.end?.(run); }
   return { records, run, finished };
 }
 
@@ -560,7 +599,9 @@ export function weightAveraging(options: WeightAveragingOptions): TrainPart {
     name: "weight-averaging",
     init(run) {
       if (kind === "moving_avg" && anchor === "zeroshot") {
-        if (!options.zeroshot) throw new Error("moving_avg with anchor zeroshot needs zeroshot weights");
+        if (!options.zeroshot) {
+          throw new Error("moving_avg with anchor zeroshot needs zeroshot weights");
+        }
         const z = options.zeroshot;
         avg = z instanceof Map && [...z.values()][0] instanceof tf.Tensor
           ? cloneVars(z as unknown as ReadonlyMap<string, tf.Tensor>)
@@ -587,7 +628,7 @@ export function weightAveraging(options: WeightAveragingOptions): TrainPart {
     weightsToSave: () => (kind === "moving_avg" ? undefined : avg),
     getState: () => {
       const tensors = varsToSd(avg!);
-      if (fixed) for (const [k, r] of varsToSd(fixed)) tensors.set(`fixed.${k}`, r);
+      if (fixed) { for (const [k, r] of varsToSd(fixed)) tensors.set(`fixed.${k}`, r); }
       return { tensors, json: { n } };
     },
     setState(s) {
@@ -598,7 +639,9 @@ export function weightAveraging(options: WeightAveragingOptions): TrainPart {
       if (fixed) {
         assignFromSd(
           fixed,
-          new Map([...s.tensors].filter(([k]) => k.startsWith("fixed.")).map(([k, r]) => [k.slice(6), r])),
+          new Map(
+            [...s.tensors].filter(([k]) => k.startsWith("fixed.")).map(([k, r]) => [k.slice(6), r]),
+          ),
         );
       }
     },

@@ -9,3 +9,4 @@ export * from "./basis.ts";
 export * from "./project.ts";
 export * from "./track.ts";
 export * from "./io.ts";
+export * from "./part.ts";

@@ -199,7 +199,6 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
   if (active !== backend) throw new Error(`backend ${backend} did not activate (${active})`);
   const slow = backend === "cpu" && !o.full;
   const minS = o.quick ? 0.5 : 2;
-  const reps = o.quick ? 2 : 10;
   const attempt = async (what: string, f: () => void | Promise<void>) => {
     if (o.only && !what.startsWith(o.only)) return;
     const t0 = performance.now();
@@ -215,7 +214,7 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
     const a = tf.randomNormal([1576, 768], 0, 1, "float32", 1);
     const b = tf.randomNormal([768, 768], 0, 1, "float32", 2);
     const s = timeIt(
-      () => tf.tidy(() => tf.matMul(a, b).dataSync()),
+      () => tf.tidy(() => void tf.matMul(a, b).dataSync()),
       slow ? 0 : minS,
       slow ? 1 : 50,
     );
@@ -223,6 +222,30 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
     tf.dispose([a, b]);
   });
 
+  await attempt("tiny train step", () => {
+    const model = build(TINY_CONFIG);
+    model.training = true;
+    const params = trainableOf(model);
+    const opt = new AdamW({ lr: 1e-5, weightDecay: 0.1 });
+    const x = randomImages(BATCH, TINY_CONFIG.imageResolution, 6);
+    const tokens = randomTokens(BATCH, TINY_CONFIG.contextLength, 7);
+    const loss = () =>
+      tf.tidy(() => {
+        const { logitsPerImage, logitsPerText } = model.forward(x, tokens);
+        return tf.div(
+          tf.add(crossEntropy(logitsPerImage), crossEntropy(logitsPerText)),
+          2,
+        ) as tf.Scalar;
+      });
+    r.tinyTrainStep = timeIt(
+      () => tf.tidy(() => void trainStep(opt, params, loss)),
+      minS,
+      o.quick ? 3 : 20,
+    );
+    opt.disposeState();
+    tf.dispose([x, tokens]);
+    model.dispose();
+  });
   if (slow) {
     r.notes.push("cpu: ViT-B/32 and RN50 cases skipped (~100× slower; name it in --backends)");
   } else {
@@ -233,7 +256,7 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
         dropParams(model, (k) => k.startsWith("visual."));
         const x = randomImages(BATCH, config.imageResolution, 3);
         const s = timeIt(
-          () => tf.tidy(() => model.encodeImage(x).dataSync()),
+          () => tf.tidy(() => void model.encodeImage(x).dataSync()),
           minS,
           o.quick ? 1 : 5,
         );
@@ -262,7 +285,11 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
         );
       const step = () => tf.tidy(() => void trainStep(opt, params, loss));
       try {
+        step();
+        const before = tf.memory().numTensors;
         r.vitTrainStep = timeIt(step, o.quick ? 0 : 5, o.quick ? 1 : 5);
+        const grown = tf.memory().numTensors - before;
+        if (grown !== 0) r.notes.push(`ViT-B/32 train step: tensor count grew by ${grown}`);
         if (o.profile) await profileStep(step);
       } finally {
         opt.disposeState();
@@ -272,30 +299,6 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
     });
   }
 
-  await attempt("tiny train step", () => {
-    const model = build(TINY_CONFIG);
-    model.training = true;
-    const params = trainableOf(model);
-    const opt = new AdamW({ lr: 1e-5, weightDecay: 0.1 });
-    const x = randomImages(BATCH, TINY_CONFIG.imageResolution, 6);
-    const tokens = randomTokens(BATCH, TINY_CONFIG.contextLength, 7);
-    const loss = () =>
-      tf.tidy(() => {
-        const { logitsPerImage, logitsPerText } = model.forward(x, tokens);
-        return tf.div(
-          tf.add(crossEntropy(logitsPerImage), crossEntropy(logitsPerText)),
-          2,
-        ) as tf.Scalar;
-      });
-    r.tinyTrainStep = timeIt(
-      () => tf.tidy(() => void trainStep(opt, params, loss)),
-      minS,
-      o.quick ? 3 : 20,
-    );
-    opt.disposeState();
-    tf.dispose([x, tokens]);
-    model.dispose();
-  });
   r.peakRssMiB = peakRssMiB();
   return r;
 }

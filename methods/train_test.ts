@@ -1,0 +1,222 @@
+import { tf } from "../clip/tf.ts";
+import { initBackend } from "../clip/backend.ts";
+import { buildClip, randomStateDict } from "../clip/model.ts";
+import type { StateDict } from "../clip/state_dict.ts";
+import { assert, assertAllClose, assertEquals, TINY } from "./_testing.ts";
+import "./presets.ts";
+import { virtualVocab } from "./presets.ts";
+import {
+  createRun,
+  disposeRun,
+  methodNames,
+  registerMethod,
+  runSteps,
+  train,
+  type TrainOptions,
+  type TrainPart,
+  type TrainTask,
+  weightsToSave,
+} from "./train.ts";
+import { loadTrainState, saveTrainState } from "./state.ts";
+
+await initBackend({ prefer: "wasm", quiet: true });
+
+/** Deterministic pseudo-random numbers from a seed (mulberry32). */
+function rand(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Token rows `[SOT, ids…, EOT, 0…]` with EOT = vocab−1 (the largest id, as CLIP's pooling needs). */
+function tokens(rows: number[][]): tf.Tensor2D {
+  const out = rows.map((r) => {
+    const t = [30, ...r, 31];
+    while (t.length < TINY.contextLength) t.push(0);
+    return t;
+  });
+  return tf.tensor2d(out, undefined, "int32");
+}
+
+function tinyTask(): TrainTask {
+  return {
+    name: "Tiny",
+    classnames: ["a", "b", "c"],
+    textTokens: tokens([[1, 2], [3], [4, 5, 6]]),
+    batch: (step) => {
+      const r = rand(1000 + step);
+      const n = 2;
+      const data = Float32Array.from({ length: n * 16 * 16 * 3 }, () => r() * 2 - 1);
+      return Promise.resolve({
+        images: tf.tensor4d(data, [n, 16, 16, 3]),
+        labels: [Math.floor(r() * 3), Math.floor(r() * 3)],
+      });
+    },
+  };
+}
+
+function refImages(step: number): Promise<tf.Tensor4D> {
+  const r = rand(5000 + step);
+  return Promise.resolve(
+    tf.tensor4d(Float32Array.from({ length: 2 * 16 * 16 * 3 }, () => r() * 2 - 1), [2, 16, 16, 3]),
+  );
+}
+
+function zsclOptions(refTexts: tf.Tensor2D, iterations: number): TrainOptions {
+  return {
+    iterations,
+    lr: 1e-3,
+    weightDecay: 0.1,
+    warmupLength: 2,
+    method: "ZSCL",
+    methodOptions: {
+      labelSmoothing: 0.2,
+      l2: 1,
+      we: true,
+      avgFreq: 2,
+      refImages,
+      refTexts,
+      T: 2,
+    },
+  };
+}
+
+function snapshot(m: ReadonlyMap<string, tf.Tensor>): Map<string, Float32Array> {
+  return new Map([...m].map(([k, t]) => [k, Float32Array.from(t.dataSync())]));
+}
+
+Deno.test("kill at step k, save, rebuild, resume: same final weights as an uninterrupted run", async () => {
+  const sd0: StateDict = randomStateDict(TINY, 7);
+  const refTexts = tokens([[7, 8], [9], [10, 11, 12], [13]]);
+  const task = tinyTask();
+  // uninterrupted
+  const a = buildClip(sd0);
+  const ra = await train(a, task, zsclOptions(refTexts, 6));
+  const wantModel = snapshot(a.params);
+  const wantWe = snapshot(weightsToSave(ra.run));
+  disposeRun(ra.run);
+  a.dispose();
+  // interrupted after 3 steps ...
+  const dir = await Deno.makeTempDir();
+  const b = buildClip(sd0);
+  const rb = await train(b, task, { ...zsclOptions(refTexts, 6), stopAfter: 3 });
+  assertEquals([rb.finished, rb.run.step], [false, 3]);
+  await saveTrainState(`${dir}/state.safetensors`, rb.run, { note: "test" });
+  disposeRun(rb.run);
+  b.dispose();
+  // ... rebuilt from the start weights and resumed
+  const c = buildClip(sd0);
+  const run = await createRun(c, task, zsclOptions(refTexts, 6));
+  const meta = await loadTrainState(`${dir}/state.safetensors`, run);
+  assertEquals([meta.step, meta.extra?.note], [3, "test"]);
+  const rc = await runSteps(run);
+  assert(rc.finished && rc.records.length === 3);
+  for (const [k, v] of snapshot(c.params)) assertAllClose(v, wantModel.get(k)!, 1e-5, k);
+  for (const [k, v] of snapshot(weightsToSave(run))) {
+    assertAllClose(v, wantWe.get(k)!, 1e-5, `we ${k}`);
+  }
+  disposeRun(run);
+  c.dispose();
+  refTexts.dispose();
+  task.textTokens.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("tensor count stays flat over 200 ZSCL steps (tiny model)", async () => {
+  const model = buildClip(randomStateDict(TINY, 3));
+  const refTexts = tokens([[7, 8], [9]]);
+  const task = tinyTask();
+  const counts: number[] = [];
+  const { run } = await train(model, task, {
+    ...zsclOptions(refTexts, 200),
+    onStep: (rec) => {
+      if (rec.step === 4 || rec.step === 199) counts.push(tf.memory().numTensors);
+    },
+  });
+  assertEquals(counts.length, 2);
+  assertEquals(counts[1], counts[0], `tensors after step 4: ${counts[0]}, after 199: ${counts[1]}`);
+  disposeRun(run);
+  model.dispose();
+  refTexts.dispose();
+  task.textTokens.dispose();
+});
+
+Deno.test("a third-party method registers without touching the loop; train modes select params", async () => {
+  const seen: string[] = [];
+  const probe: TrainPart = {
+    name: "probe",
+    init: () => void seen.push("init"),
+    prepare: (_r, s) => void seen.push(`prepare ${s}`),
+    loss: (ctx) => ({ zero: { value: tf.mul(tf.sum(ctx.logits()), 0) as tf.Scalar, weight: 1 } }),
+    afterStep: (_r, s) => void seen.push(`after ${s}`),
+    end: () => void seen.push("end"),
+  };
+  registerMethod("probe-method", () => [probe]);
+  assert(methodNames().includes("probe-method"));
+  const model = buildClip(randomStateDict(TINY, 1));
+  const before = snapshot(model.params);
+  const task = tinyTask();
+  const { run, records } = await train(model, task, {
+    iterations: 2,
+    method: "probe-method",
+    trainMode: "image",
+    weightDecay: 0.1,
+  });
+  assertEquals(seen, ["init", "prepare 0", "after 0", "prepare 1", "after 1", "end"]);
+  assertEquals(records[0].losses, { zero: 0, total: 0 });
+  // image mode: only visual.* moved (by weight decay, the loss being zero); text untouched
+  for (const [k, v] of snapshot(model.params)) {
+    const moved = v.some((x, i) => x !== before.get(k)![i]);
+    const zero = before.get(k)!.every((x) => x === 0); // decay leaves zeros (biases) at zero
+    if (k.startsWith("visual.") && !zero) assert(moved, `${k} should train`);
+    if (!k.startsWith("visual.")) assert(!moved, `${k} should not train`);
+  }
+  assert(["finetune", "ZSCL", "lwf", "icarl"].every((m) => methodNames().includes(m)));
+  disposeRun(run);
+  model.dispose();
+  task.textTokens.dispose();
+});
+
+Deno.test("virtualVocab: SOT, random ids, EOT, zero padding", () => {
+  const t = virtualVocab(rand(1), 3, 4, 100, 8);
+  const rows = t.arraySync();
+  for (const r of rows) {
+    assertEquals([r[0], r[5], r[6], r[7]], [49406, 49407, 0, 0]);
+    assert(r.slice(1, 5).every((x) => x >= 0 && x < 100));
+  }
+  t.dispose();
+});
+
+Deno.test("lwf and icarl presets: their terms; at step 0 the teacher equals the student", async () => {
+  const model = buildClip(randomStateDict(TINY, 4));
+  const task = tinyTask();
+  const memoryTexts = tokens([[1], [2], [3], [4]]);
+  const lwf = await train(model, task, { iterations: 2, method: "lwf", lr: 1e-3 });
+  assert("lwf_image" in lwf.records[0].losses && "lwf_text" in lwf.records[0].losses);
+  disposeRun(lwf.run);
+  // with T = 1 and the teacher equal to the student, the image term is the entropy of the logits
+  const ic = await train(model, task, {
+    iterations: 1,
+    method: "icarl",
+    methodOptions: {
+      T: 1,
+      memoryTexts,
+      exemplars: async (s: number) => ({ ...(await task.batch(s + 50)), labels: [0, 3] }),
+    },
+  });
+  const l = ic.records[0].losses;
+  assert(Number.isFinite(l.icarl_ce) && Number.isFinite(l.icarl_distill));
+  assert(
+    l.icarl_distill > 0 && l.icarl_distill <= Math.log(4) + 1e-6,
+    `entropy ${l.icarl_distill}`,
+  );
+  disposeRun(ic.run);
+  model.dispose();
+  memoryTexts.dispose();
+  task.textTokens.dispose();
+});

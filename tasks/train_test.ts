@@ -1,0 +1,138 @@
+import { assert, assertAllClose, assertEquals } from "../methods/_testing.ts";
+import { normalizeFlags, parseTrainArgs } from "./train.ts";
+import { parseEvalArgs } from "./eval.ts";
+import { randomStateDict } from "../clip/model.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
+import { HAS_SHARED, sharedPath } from "../clip/_testing.ts";
+
+Deno.test("both flag spellings parse to the same arguments", () => {
+  assertEquals(normalizeFlags(["--image_loss", "--warmup_length=5", "--T", "2", "a_b"]), [
+    "--image-loss",
+    "--warmup-length=5",
+    "--T",
+    "2",
+    "a_b",
+  ]);
+  const a = parseTrainArgs(["--image_loss", "--we_wise_alpha", "0.9", "--train-dataset", "DTD"]);
+  const b = parseTrainArgs(["--image-loss", "--we-wise-alpha=0.9", "--train_dataset", "DTD"]);
+  assertEquals(a, b);
+  assertEquals([a["image-loss"], a["we-wise-alpha"], a["text-loss"]], [true, "0.9", false]);
+  let threw = false;
+  try {
+    parseTrainArgs(["--no-such-flag"]);
+  } catch {
+    threw = true;
+  }
+  assert(threw, "unknown flags are rejected");
+  assertEquals(parseEvalArgs(["--eval_single", "x.png"])["eval-single"], "x.png");
+});
+
+const FMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+const haveData = (() => {
+  try {
+    Deno.statSync(FMNIST);
+    return HAS_SHARED;
+  } catch {
+    return false;
+  }
+})();
+if (!haveData) {
+  console.warn(
+    "%cSKIPPING the CLI kill-and-resume test: needs ../shared and Debian's dataset-fashion-mnist",
+    "color: red",
+  );
+}
+
+async function tinyModel(path: string): Promise<void> {
+  const sd = randomStateDict({
+    vision: "vit",
+    embedDim: 16,
+    imageResolution: 16,
+    visionLayers: 1,
+    visionWidth: 64,
+    visionPatchSize: 8,
+    contextLength: 77,
+    vocabSize: 49408,
+    transformerWidth: 64,
+    transformerHeads: 1,
+    transformerLayers: 1,
+  }, 5);
+  await saveCheckpoint(path, sd);
+}
+
+function trainCmd(dir: string, save: string, extra: string[] = []): Deno.Command {
+  const script = new URL("./train.ts", import.meta.url).pathname;
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      script,
+      "--model",
+      `${dir}/tiny.safetensors`,
+      "--train_dataset",
+      "FashionMNIST",
+      "--data-location",
+      dir,
+      "--method",
+      "finetune",
+      "--iterations",
+      "16",
+      "--batch-size",
+      "4",
+      "--warmup_length",
+      "3",
+      "--ls",
+      "0.2",
+      "--l2",
+      "1",
+      "--we",
+      "--avg_freq",
+      "4",
+      "--save",
+      save,
+      "--backend",
+      "wasm",
+      "--loss-interval",
+      "1",
+      ...extra,
+    ],
+    env: { MTIL_BPE_PATH: sharedPath("clip/bpe_simple_vocab_16e6.txt.gz") },
+    stdout: "null",
+    stderr: "piped",
+  });
+}
+
+Deno.test({
+  name: "deno task train: SIGINT saves the state, --resume ends with the uninterrupted weights",
+  ignore: !haveData,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    await tinyModel(`${dir}/tiny.safetensors`);
+    // uninterrupted
+    const full = await trainCmd(dir, `${dir}/a`).output();
+    assertEquals(full.code, 0, new TextDecoder().decode(full.stderr));
+    // interrupted: SIGINT once step 5 is logged
+    const child = trainCmd(dir, `${dir}/b`).spawn();
+    const dec = new TextDecoder();
+    let log = "";
+    let sent = false;
+    for await (const chunk of child.stderr) {
+      log += dec.decode(chunk);
+      if (!sent && /step 5:/.test(log)) {
+        child.kill("SIGINT");
+        sent = true;
+      }
+    }
+    const st = await child.status;
+    assertEquals(st.code, 3, log);
+    await Deno.stat(`${dir}/b/FashionMNIST.state.safetensors`);
+    const res = await trainCmd(dir, `${dir}/b`, ["--resume"]).output();
+    const resLog = new TextDecoder().decode(res.stderr);
+    assertEquals(res.code, 0, resLog);
+    const a = await readCheckpoint(`${dir}/a/FashionMNIST.safetensors`);
+    const b = await readCheckpoint(`${dir}/b/FashionMNIST.safetensors`);
+    for (const [k, t] of a.stateDict) assertAllClose(b.stateDict.get(k)!.data, t.data, 1e-5, k);
+    assertEquals(b.meta.iteration ?? (b.meta.mtil as Record<string, unknown>)?.iteration, 16);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
