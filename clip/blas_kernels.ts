@@ -1,10 +1,15 @@
 /**
  * The `cpu-blas` backend: tfjs's pure-JS cpu backend (same tensors, same kernels) with the heavy
- * kernels re-registered on native BLAS through {@link loadBlas}: `BatchMatMul`, `_FusedMatMul`,
- * `Conv2D`, `FusedConv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter` (im2col + `sgemm`), plus
- * faster JS versions of the element-wise kernels that dominate a CLIP training step once the
- * matrix products are native (`Softmax`, broadcasting `Add`/`Sub`/`Mul`/`Div`, reductions over
- * the last axis, `Transpose`).
+ * kernels re-registered on native BLAS through {@link loadBlas}: `BatchMatMul` (transpose flags
+ * and batch broadcasting passed straight to `sgemm`), `_FusedMatMul`, `Conv2D`, `FusedConv2D`,
+ * `Conv2DBackpropInput`, `Conv2DBackpropFilter` (im2col + `sgemm`, 1×1 convolutions without
+ * im2col). The element-wise work that dominates a CLIP training step once the products are native
+ * (measured with `deno task bench --profile`) is replaced too: broadcasting `Add`/`Sub`/`Multiply`/
+ * `RealDiv` (large ones on BLAS level-1 routines), `Softmax`, `Sum`/`Mean`/`Max` over leading or
+ * trailing axes, `Transpose` (tiled), `PadV2`, unary `Exp`/`Sigmoid`/`Sqrt`/`Rsqrt`/`Square`/
+ * `Neg`/`Relu`, and `UnsortedSegmentSum` (a scatter-add; tfjs's takes 75 s for one embedding
+ * gradient). Every loop is written out per operation: shared loops with callbacks go megamorphic
+ * in V8 and run ~10× slower.
  *
  * @module
  */

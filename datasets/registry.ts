@@ -144,7 +144,7 @@ export function loadDataset(
     );
   }
   if (name === "conceptual_captions") return loadSentences({ root });
-  if (name === "Synth-captions") return Promise.resolve(synthCaptions({ n: opts.num }));
+  if (name === "Synth-captions") return Promise.resolve(synthCaptions());
   const synth = synthDatasetByName(name, { split });
   if (synth) return Promise.resolve(synth);
   if (!isImageDatasetName(name)) {

@@ -18,3 +18,5 @@ export * from "./presets.ts";
 export * from "./state.ts";
 export * from "./evaluate.ts";
 export * from "./data.ts";
+export * from "./sequence.ts";
+export * from "./pretrain.ts";

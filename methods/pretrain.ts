@@ -22,9 +22,9 @@ import { ProgressBar } from "../clip/progress.ts";
 
 /** Options of {@link pretrainSynthClip}. */
 export interface PretrainSynthOptions {
-  /** Optimizer steps (default 1500). */
+  /** Optimizer steps (default 2500). */
   steps?: number;
-  /** Image–caption pairs per step (default 128). */
+  /** Image–caption pairs per step (default 64). */
   batchSize?: number;
   /** Peak learning rate (default 1e-3). */
   lr?: number;
@@ -43,6 +43,11 @@ export interface PretrainSynthOptions {
   /** Called after every step with the step and its loss. */
   onStep?: (step: number, loss: number) => void;
 }
+
+/** The recipe of the embedded model (`deno task pretrain-synth` defaults). */
+export const synthPretrainConfig: Readonly<
+  Required<Pick<PretrainSynthOptions, "steps" | "batchSize" | "lr" | "warmup" | "weightDecay">>
+> = { steps: 2500, batchSize: 64, lr: 1e-3, warmup: 100, weightDecay: 0.1 };
 
 /** Every word that SynthMTIL captions and prompt templates use, in a fixed order. */
 export function synthVocabulary(sampleCaptions = 4000): string[] {
@@ -68,14 +73,14 @@ export function synthClipConfig(vocabSize: number, over: Partial<ClipConfig> = {
     vision: "vit",
     embedDim: 64,
     imageResolution: 32,
-    visionLayers: 3,
+    visionLayers: 2,
     visionWidth: 128,
-    visionPatchSize: 4,
+    visionPatchSize: 8,
     contextLength: 24,
     vocabSize,
     transformerWidth: 128,
     transformerHeads: 2,
-    transformerLayers: 3,
+    transformerLayers: 2,
     ...over,
   };
 }
@@ -98,20 +103,27 @@ export function contrastiveLoss(logitsPerImage: tf.Tensor2D): tf.Scalar {
 export function pretrainSynthClip(
   options: PretrainSynthOptions = {},
 ): { model: Clip; tokenizer: WordTokenizer; losses: number[] } {
-  const steps = options.steps ?? 1500;
-  const batchSize = options.batchSize ?? 128;
+  const steps = options.steps ?? synthPretrainConfig.steps;
+  const batchSize = options.batchSize ?? synthPretrainConfig.batchSize;
   const seed = options.seed ?? 0;
   const size = options.imageSize ?? 32;
   const tokenizer = new WordTokenizer(synthVocabulary());
   const config = synthClipConfig(tokenizer.size, { imageResolution: size, ...options.config });
   const model = buildClip(randomStateDict(config, seed), { config });
   model.tokenizer = tokenizer;
-  const trainable = new Map([...model.params].filter(([k, v]) => v.trainable && k !== "logit_scale"));
+  const trainable = new Map(
+    [...model.params].filter(([k, v]) => v.trainable && k !== "logit_scale"),
+  );
   // logit_scale learns too (as in CLIP pretraining), clamped to ln(100).
   const logitScale = model.params.get("logit_scale")!;
   trainable.set("logit_scale", logitScale);
-  const opt = new AdamW({ lr: options.lr ?? 1e-3, weightDecay: options.weightDecay ?? 0.1, beta2: 0.98 });
-  const schedule = cosineLr(options.lr ?? 1e-3, options.warmup ?? 100, steps);
+  const lr = options.lr ?? synthPretrainConfig.lr;
+  const opt = new AdamW({
+    lr,
+    weightDecay: options.weightDecay ?? synthPretrainConfig.weightDecay,
+    beta2: 0.98,
+  });
+  const schedule = cosineLr(lr, options.warmup ?? synthPretrainConfig.warmup, steps);
   const data = synthCaptions({ n: steps * batchSize, seed: seed + 1, size });
   const bar = options.progress === false
     ? undefined
@@ -129,7 +141,10 @@ export function pretrainSynthClip(
     opt.lr = schedule(step);
     const lossValue = tf.tidy(() => {
       const images = tf.tensor4d(imgs, [batchSize, size, size, 3]);
-      const tokens = tokenizer.tokenize(caps, { contextLength: config.contextLength, truncate: true });
+      const tokens = tokenizer.tokenize(caps, {
+        contextLength: config.contextLength,
+        truncate: true,
+      });
       const vars = [...trainable.values()];
       const names = [...trainable.keys()];
       const { value, grads } = tf.variableGrads(

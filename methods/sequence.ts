@@ -3,14 +3,12 @@
  * dataset after each one (and the zero-shot model first), and keep the accuracy matrix on disk.
  *
  * Everything is written atomically, after the work it records: a rerun of the same command reads
- * `accuracy_matrix.json`, skips finished tasks (loading their checkpoint), re-evaluates a task
- * whose checkpoint exists but whose row does not, and lets the trainer resume a task that was
- * interrupted (the trainer keeps its own resume state in `ctx.resumeDir`).
+ * `accuracy_matrix.json`, skips finished tasks, re-evaluates a task whose checkpoint exists but
+ * whose row does not, and lets the trainer resume a task that was interrupted (the trainer keeps
+ * its own resume state beside the checkpoint).
  *
  * @module
  */
-import type { ClipModel } from "../clip/types.ts";
-import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
 import { type AccuracyMatrix, type MtilScores, mtilScores, roundScores } from "./metrics.ts";
 
 /** Top-1 / top-5 accuracy in percent. */
@@ -27,8 +25,10 @@ export interface SequenceTaskContext {
   index: number;
   /** The task (dataset name). */
   task: string;
-  /** Folder the trainer may use for its resume state of this task (exists). */
-  resumeDir: string;
+  /** Where the trained weights must be saved (atomically) when the task finishes. */
+  checkpointPath: string;
+  /** The previous task's checkpoint (undefined for the first task: start from zero-shot). */
+  previousCheckpoint?: string;
 }
 
 /** Options of {@link runSequence}. */
@@ -43,14 +43,18 @@ export interface SequenceOptions {
   config: Record<string, unknown>;
   /** Extra manifest fields (library version, backend, …) that may differ between reruns. */
   manifestExtra?: Record<string, unknown>;
-  /** Train `model` in place on one task (resuming from `ctx.resumeDir` if it holds state). */
-  trainTask(model: ClipModel, ctx: SequenceTaskContext): Promise<void>;
-  /** Evaluate `model` on one dataset. */
-  evaluate(model: ClipModel, dataset: string): Promise<Accuracy>;
+  /**
+   * Train one task, starting from `ctx.previousCheckpoint` (or the zero-shot model), resuming
+   * its own interrupted state if any, and save the result to `ctx.checkpointPath`. Returns false
+   * when it stopped early (a signal): the sequence then stops, and a rerun continues.
+   */
+  trainTask(ctx: SequenceTaskContext): Promise<boolean>;
+  /** Evaluate the weights of `checkpoint` (undefined: the zero-shot model) on every dataset. */
+  evaluate(checkpoint: string | undefined, datasets: string[]): Promise<Accuracy[]>;
+  /** Stop after this task has finished (for job chains); default: run every task. */
+  stopAfter?: string;
   /** Called after each row is saved (for live plots and progress output). */
   onRow?(matrix: SequenceMatrix, row: number | "zero-shot"): void | Promise<void>;
-  /** Checkpoint metadata beyond the defaults. */
-  checkpointMeta?: Record<string, unknown>;
 }
 
 /** The on-disk accuracy matrix of a sequence (`accuracy_matrix.json`), top-1 and top-5. */
@@ -65,10 +69,12 @@ export interface SequenceMatrix extends AccuracyMatrix {
 
 /** What {@link runSequence} returns. */
 export interface SequenceResult {
-  /** The full accuracy matrix. */
+  /** The accuracy matrix (complete when `finished`). */
   matrix: SequenceMatrix;
-  /** MTIL scores (unrounded) of the matrix. */
-  scores: MtilScores;
+  /** MTIL scores (unrounded) of the matrix; undefined until every task has finished. */
+  scores?: MtilScores;
+  /** Whether every task has finished. */
+  finished: boolean;
 }
 
 /** Write `text` to `path` atomically (temp file in the same folder, then rename). */
@@ -119,16 +125,16 @@ export function matrixCsv(m: SequenceMatrix): string {
 }
 
 /** Run (or continue) a task sequence; see the module documentation. */
-export async function runSequence(
-  model: ClipModel,
-  options: SequenceOptions,
-): Promise<SequenceResult> {
+export async function runSequence(options: SequenceOptions): Promise<SequenceResult> {
   const dir = options.saveDir;
   const evalDatasets = options.evalDatasets ?? options.order;
   for (const t of options.order) {
     if (!evalDatasets.includes(t)) {
       throw new Error(`eval datasets must include every task; "${t}" is missing`);
     }
+  }
+  if (options.stopAfter !== undefined && !options.order.includes(options.stopAfter)) {
+    throw new Error(`--stop-after ${options.stopAfter} is not a task of the order`);
   }
   await Deno.mkdir(dir, { recursive: true });
   const manifestPath = `${dir}/manifest.json`;
@@ -168,53 +174,41 @@ export async function runSequence(
     await writeTextAtomic(matrixPath, JSON.stringify(m, null, 1));
     await writeTextAtomic(`${dir}/accuracy_matrix.csv`, matrixCsv(m));
   };
-  const evalRow = async () => {
-    const top1: number[] = [];
-    const top5: number[] = [];
-    for (const d of evalDatasets) {
-      const acc = await options.evaluate(model, d);
-      top1.push(acc.top1);
-      top5.push(acc.top5);
-    }
-    return { top1, top5 };
+  const evalRow = async (ckpt: string | undefined) => {
+    const acc = await options.evaluate(ckpt, evalDatasets);
+    return { top1: acc.map((a) => a.top1), top5: acc.map((a) => a.top5) };
   };
 
   if (!m.zeroShot) {
-    const r = await evalRow();
+    const r = await evalRow(undefined);
     m.zeroShot = r.top1;
     m.zeroShotTop5 = r.top5;
     await save();
     await options.onRow?.(m, "zero-shot");
   }
 
-  // Finished tasks are skipped; the next one starts from the last finished task's weights.
-  if (m.completed > 0) {
-    const last = taskCheckpointPath(dir, options.order[m.completed - 1]);
-    model.loadStateDict((await readCheckpoint(last)).stateDict);
-  }
   for (let t = m.completed; t < nT; t++) {
     const task = options.order[t];
     const ckpt = taskCheckpointPath(dir, task);
-    if (await exists(ckpt)) {
-      model.loadStateDict((await readCheckpoint(ckpt)).stateDict);
-    } else {
-      const resumeDir = `${dir}/resume/${task.replaceAll("/", "_")}`;
-      await Deno.mkdir(resumeDir, { recursive: true });
-      await options.trainTask(model, { index: t, task, resumeDir });
-      await saveCheckpoint(ckpt, model.stateDict(), {
+    if (!(await exists(ckpt))) {
+      const done = await options.trainTask({
+        index: t,
         task,
-        taskIndex: t,
-        order: options.order,
-        ...options.checkpointMeta,
+        checkpointPath: ckpt,
+        previousCheckpoint: t > 0 ? taskCheckpointPath(dir, options.order[t - 1]) : undefined,
       });
-      await Deno.remove(resumeDir, { recursive: true }).catch(() => {});
+      if (!done) return { matrix: m, finished: false };
+      if (!(await exists(ckpt))) {
+        throw new Error(`training ${task} finished without saving ${ckpt}`);
+      }
     }
-    const r = await evalRow();
+    const r = await evalRow(ckpt);
     m.values[t] = r.top1;
     m.top5[t] = r.top5;
     m.completed = t + 1;
     await save();
     await options.onRow?.(m, t);
+    if (task === options.stopAfter && t < nT - 1) return { matrix: m, finished: false };
   }
   const scores = mtilScores(m);
   await writeTextAtomic(
@@ -223,9 +217,9 @@ export async function runSequence(
       { scores, rounded: roundScores(scores), zeroShotConvention: ZERO_SHOT_NOTE },
       null,
       2,
-    ),
+    ) + "\n",
   );
-  return { matrix: m, scores };
+  return { matrix: m, scores, finished: true };
 }
 
 /** How the zero-shot row enters the scores (stated in every summary). */
