@@ -76,9 +76,10 @@ export function formatScores(s: MtilScores): string {
     `BWT ${s.bwt.toFixed(1)}  Forgetting ${s.forgetting.toFixed(1)}`;
 }
 
-/** Run (or continue) the sequence described by parsed arguments. */
+/** Run (or continue) the sequence described by parsed arguments (`onRow`: after each saved row). */
 export async function runSequenceArgs(
   a: TrainArgs,
+  hooks: { onRow?: (m: SequenceMatrix, row: number | "zero-shot") => void | Promise<void> } = {},
 ): Promise<{ matrix: SequenceMatrix; scores?: MtilScores; finished: boolean }> {
   if (!a.order) throw new Error("--order is required: I, II, or a comma list of datasets");
   if (!a.save) throw new Error("--save DIR is required (the sequence's checkpoints and results)");
@@ -143,6 +144,7 @@ export async function runSequenceArgs(
       await writePlots(dir, { ...m, values: m.values.slice(0, m.completed), tasks: m.tasks }, {
         title,
       }).catch((e) => console.error(`plots not written: ${(e as Error).message}`));
+      await hooks.onRow?.(m, row);
     },
   });
   if (result.scores) console.log(`\n${title}: ${formatScores(result.scores)}`);
