@@ -10,3 +10,6 @@ export * from "./methods/mod.ts";
 export * from "./lora/mod.ts";
 export * from "./ogd/mod.ts";
 export * from "./datasets/mod.ts";
+export * from "./tasks/mod.ts";
+export * from "./data/mod.ts";
+export * from "./notebooks/mod.ts";

@@ -311,8 +311,7 @@ function im2col(x: Float32Array, c: ConvInfo, n0: number, g: number, col: Float3
               col.fill(0, dst, dst + C);
             } else {
               const src = xBase + (iy * W + ix) * C;
-              if (C < 16) { for (let ci = 0; ci < C; ci++) col[dst + ci] = x[src + ci]; }
-              else col.set(x.subarray(src, src + C), dst);
+              for (let ci = 0; ci < C; ci++) col[dst + ci] = x[src + ci];
             }
           }
         }

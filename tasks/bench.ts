@@ -463,4 +463,11 @@ async function main(): Promise<void> {
   if (notes.length) console.log("\n" + notes.map((n) => `- ${n}`).join("\n"));
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
