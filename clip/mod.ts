@@ -15,7 +15,7 @@
  *
  * @module
  */
-export * from "./tf.ts";
+
 export * from "./state_dict.ts";
 export type * from "./types.ts";
 export * from "./backend.ts";
@@ -35,3 +35,5 @@ export * from "./word_tokenizer.ts";
 export * from "./ftfy.ts";
 export * from "./image.ts";
 export * from "./preprocess.ts";
+export * from "./safetensors.ts";
+export type { LayerContext } from "./layers.ts";

@@ -223,7 +223,7 @@ export async function runSequence(options: SequenceOptions): Promise<SequenceRes
 }
 
 /** How the zero-shot row enters the scores (stated in every summary). */
-export const ZERO_SHOT_NOTE =
+export const ZERO_SHOT_NOTE: string =
   "Transfer averages, for tasks 2..T, the accuracy on task t of the models trained on tasks " +
   "1..t-1 (the rows above the diagonal), as the reference summary does; the zero-shot row is " +
   "reported beside the matrix but does not enter Transfer, Avg or Last.";

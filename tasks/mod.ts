@@ -5,8 +5,15 @@
  *
  * @module
  */
-export { parseTrainArgs, runIcarl, runTrain, TRAIN_FLAGS, type TrainArgs } from "./train.ts";
-export { parseEvalArgs, runEval } from "./eval.ts";
+export {
+  type MethodHook,
+  parseTrainArgs,
+  runIcarl,
+  runTrain,
+  TRAIN_FLAGS,
+  type TrainArgs,
+} from "./train.ts";
+export { parseEvalArgs, runEval, type TopEntry } from "./eval.ts";
 export {
   formatMatrix,
   formatScores,
