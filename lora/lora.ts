@@ -206,11 +206,13 @@ export function injectLora(model: ClipModel, options: LoraOptions = {}): LoraSta
     return a;
   };
 
+  let dropoutSeed = (options.seed ?? 0) * 1_000_003 + 17;
   const hookOf = (ads: LoraAdapter[]) => (x: tf.Tensor): tf.Tensor => {
     const inF = ads[0].inFeatures;
     const lead = x.shape.slice(0, -1);
     let x2 = x.reshape([-1, inF]);
-    if (model.training && dropout > 0) x2 = tf.dropout(x2, dropout);
+    // Seeded per call, so a run is reproducible (same seed, same order of forward passes).
+    if (model.training && dropout > 0) x2 = tf.dropout(x2, dropout, undefined, dropoutSeed++);
     const outs = ads.map((a) => tf.matMul(tf.matMul(x2, a.A.transpose()), a.B.transpose()));
     const y = (outs.length === 1 ? outs[0] : tf.concat(outs, 1)).mul(scale);
     return y.reshape([...lead, -1]);

@@ -313,7 +313,7 @@ export async function runTrain(
   }
   const backend = await initBackend({ prefer: a.backend as string | undefined, quiet: !!a.quiet });
   const config = { ...a, backend };
-  console.log("run configuration:", JSON.stringify(config, null, 2));
+  if (!a.quiet) console.log("run configuration:", JSON.stringify(config, null, 2));
 
   const loaded = await loadClip(String(a.model), { cacheDir: a["cache-dir"] as string });
   const model = loaded.model;
