@@ -172,6 +172,19 @@ export async function makeTask(
   };
 }
 
+/** The first `n` items of `ds` (a view; works for class-based datasets too). */
+export function firstN(ds: Dataset, n: number): Dataset {
+  return {
+    name: ds.name,
+    split: ds.split,
+    classnames: ds.classnames,
+    templates: ds.templates,
+    length: Math.min(n, ds.length),
+    get: (i) => ds.get(i),
+    labelOf: ds.labelOf ? (i) => ds.labelOf!(i) : undefined,
+  };
+}
+
 /** Image-tower logits `[n, C]` of the first `n` test images (eval transform), as plain numbers. */
 export async function logitsOf(model: ClipModel, ds: Dataset, n: number): Promise<Float32Array> {
   const { evalTransform } = await import("../datasets/transforms.ts");
@@ -184,14 +197,12 @@ export async function logitsOf(model: ClipModel, ds: Dataset, n: number): Promis
   const out: number[] = [];
   try {
     for await (
-      const b of batches({ ...ds, length: n } as Dataset, {
+      const b of batches(firstN(ds, n), {
         batchSize: n,
         transform: evalTransform(model.config.imageResolution),
       })
     ) {
-      const l = tf.tidy(() =>
-        tf.matMul(normalizeRows(model.encodeImage(b.images)), head).mul(100)
-      );
+      const l = tf.tidy(() => tf.matMul(normalizeRows(model.encodeImage(b.images)), head).mul(100));
       out.push(...l.dataSync());
       tf.dispose([l, b.images, b.labels]);
     }
