@@ -16,7 +16,6 @@ tfjs.env().set("PROD", true);
 export const tf: typeof tfjs = tfjs;
 
 /** TensorFlow.js types used in this library's public signatures. */
-// deno-lint-ignore no-namespace
 export declare namespace tf {
   /** A tensor of any rank (`tf.Tensor` of TensorFlow.js). */
   export type Tensor = tfjs.Tensor;
