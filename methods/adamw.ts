@@ -89,7 +89,7 @@ export class AdamW {
       tf.tidy(() => {
         const decayed = wd !== 0 ? p.mul(1 - lr * wd) : p;
         m.assign(m.mul(b1).add(g.mul(1 - b1)));
-        v.assign(v.mul(b2).add(g.mul(g).mul(1 - b2)));
+        v.assign(v.mul(b2).add(g.mul(1 - b2).mul(g)));
         const denom = v.sqrt().div(bc2Sqrt).add(eps);
         p.assign(decayed.sub(m.div(denom).mul(stepSize)));
       });
