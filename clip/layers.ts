@@ -47,7 +47,8 @@ export function param(ctx: LayerContext, key: string): tf.Variable {
  * `y = x·Wᵀ + b (+ hook(x))` over the last axis of `x`; `weight` is `[out, in]`. The hook, if
  * given, sees `x` reshaped to `[rows, in]` and returns `[rows, out]`.
  *
- * `x·Wᵀ` needs a transpose (the matMul transpose flags are ~10× slower on wasm): of the weight
+ * On `cpu-blas` the transpose is a flag of sgemm. Elsewhere `x·Wᵀ` needs an explicit transpose
+ * (the matMul transpose flags are ~10× slower on wasm): of the weight
  * (`in·out` elements) when there are many rows, else of the activations (`(W·xᵀ)ᵀ`,
  * `rows·(in + out)` elements) — whichever moves less data. Same result, same gradients.
  */
@@ -64,7 +65,10 @@ export function linear(
     const rows = x2.shape[0];
     const w = weight as tf.Tensor2D;
     let y: tf.Tensor;
-    if (rows * (inF + outF) < inF * outF) {
+    if (tf.getBackend() === "cpu-blas") {
+      // sgemm takes the transpose for free (forward and gradients)
+      y = tf.fused.matMul({ a: x2, b: w, transposeB: true, bias: bias ?? undefined });
+    } else if (rows * (inF + outF) < inF * outF) {
       // (the wasm fused matMul takes only a rank-1 bias, so the [out, 1] bias is added after)
       y = tf.transpose(tf.matMul(w, tf.transpose(x2)));
       if (bias) y = tf.add(y, bias);

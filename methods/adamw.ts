@@ -39,6 +39,57 @@ export interface AdamWState {
   steps: Record<string, number>;
 }
 
+/** Backends whose tensors live in host memory: there one fused loop replaces 13 tensor ops. */
+const HOST_BACKENDS = new Set(["cpu", "cpu-blas"]);
+
+/**
+ * The AdamW update of one parameter as a single pass over host arrays (same formula and
+ * operation order as the tensor path, in float32 per element): one new array per state instead
+ * of a dozen intermediate tensors.
+ */
+function fusedHostUpdate(
+  p: tf.Variable,
+  g: tf.Tensor,
+  m: tf.Variable,
+  v: tf.Variable,
+  h: {
+    lr: number;
+    wd: number;
+    b1: number;
+    b2: number;
+    eps: number;
+    stepSize: number;
+    bc2Sqrt: number;
+  },
+): void {
+  const pd = p.dataSync() as Float32Array;
+  const gd = g.dataSync() as Float32Array;
+  const md = m.dataSync() as Float32Array;
+  const vd = v.dataSync() as Float32Array;
+  const n = pd.length;
+  const np = new Float32Array(n), nm = new Float32Array(n), nv = new Float32Array(n);
+  const f = Math.fround;
+  const decay = f(1 - h.lr * h.wd), b1 = f(h.b1), c1 = f(1 - h.b1), b2 = f(h.b2);
+  const c2 = f(1 - h.b2), bc2 = f(h.bc2Sqrt), eps = f(h.eps), step = f(h.stepSize);
+  const decayOn = h.wd !== 0;
+  for (let i = 0; i < n; i++) {
+    const gi = gd[i];
+    const mi = f(f(md[i] * b1) + f(gi * c1));
+    const vi = f(f(vd[i] * b2) + f(f(gi * c2) * gi));
+    const denom = f(f(Math.sqrt(vi) / bc2) + eps);
+    const pi = decayOn ? f(pd[i] * decay) : pd[i];
+    nm[i] = mi;
+    nv[i] = vi;
+    np[i] = f(pi - f(f(mi / denom) * step));
+  }
+  const shape = p.shape;
+  tf.tidy(() => {
+    m.assign(tf.tensor(nm, shape, "float32"));
+    v.assign(tf.tensor(nv, shape, "float32"));
+    p.assign(tf.tensor(np, shape, "float32"));
+  });
+}
+
 /** AdamW over named tf.Variables; state is created lazily on a parameter's first update. */
 export class AdamW {
   /** Current learning rate. */
@@ -86,6 +137,10 @@ export class AdamW {
       this.#steps.set(name, t);
       const stepSize = lr / (1 - b1 ** t);
       const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+      if (HOST_BACKENDS.has(tf.getBackend())) {
+        fusedHostUpdate(p, g, m, v, { lr, wd, b1, b2, eps, stepSize, bc2Sqrt });
+        continue;
+      }
       tf.tidy(() => {
         const decayed = wd !== 0 ? p.mul(1 - lr * wd) : p;
         m.assign(m.mul(b1).add(g.mul(1 - b1)));

@@ -79,3 +79,38 @@ Deno.test("AdamW state round-trips and resumes identically; tensors stay flat", 
   for (const o of [oa, ob, oc]) o.dispose();
   for (const m of [pa, pb]) m.get("a")!.dispose();
 });
+
+Deno.test("AdamW: the fused host update equals the tensor update (cpu-blas vs wasm)", async () => {
+  const { availableBackends } = await import("../clip/backend.ts");
+  const names = await availableBackends();
+  const host = names.find((n) => n === "cpu-blas" || n === "cpu")!;
+  const other = names.includes("wasm") ? "wasm" : undefined;
+  if (!other) {
+    console.warn("SKIPPING fused-AdamW comparison: wasm backend not available");
+    return;
+  }
+  const prev = tf.getBackend();
+  const run = async (backend: string) => {
+    await tf.setBackend(backend);
+    const p = tf.variable(tf.tensor1d([0.5, -1.25, 3, 1e-3, -2e-6, 0]), true, `fused-${backend}`);
+    const params = new Map([["w", p]]);
+    const opt = new AdamW({ lr: 1e-2, weightDecay: 0.1, beta2: 0.98 });
+    for (let s = 0; s < 5; s++) {
+      const g = tf.tensor1d([0.1 * s, -0.3, 1e-7, 2, -0.5 * s, 0]);
+      opt.step(params, new Map([["w", g]]));
+      g.dispose();
+    }
+    const out = Array.from(p.dataSync());
+    opt.dispose();
+    p.dispose();
+    return out;
+  };
+  const a = await run(host);
+  const b = await run(other);
+  await tf.setBackend(prev);
+  for (let i = 0; i < a.length; i++) {
+    if (Math.abs(a[i] - b[i]) > 1e-6 * Math.max(1, Math.abs(b[i]))) {
+      throw new Error(`element ${i}: ${host} ${a[i]} vs ${other} ${b[i]}`);
+    }
+  }
+});

@@ -11,7 +11,10 @@
  *
  * ```
  * deno task bench [--quick] [--backends cpu-blas,wasm] [--profile] [--no-torch]
+ * deno run -A tasks/bench.ts --child cpu-blas --profile --only "ViT-B/32 train"   # one case
  * ```
+ *
+ * `--profile` prints where the ViT-B/32 training step spends its time, kernel by kernel.
  *
  * The pure-JS `cpu` backend (~100× slower) runs only the matmul and the tiny model unless it is
  * named in `--backends`.
@@ -416,6 +419,7 @@ async function main(): Promise<void> {
   if (values.help) {
     console.log(
       "deno task bench [--quick] [--backends cpu-blas,wasm,cpu] [--profile] [--no-torch]\n" +
+        "  [--child BACKEND --only CASE-PREFIX]  (one backend, one case, JSON on stdout)\n" +
         "Per-backend speed (matmul, encodeImage, training steps, peak RSS) next to PyTorch.",
     );
     return;
