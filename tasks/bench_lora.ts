@@ -1,5 +1,6 @@
 /**
- * `deno task bench:lora [--model ViT-B/32] [--batch 8] [--steps 3] [--backend NAME]`: training
+ * `deno task bench:lora [--model ViT-B/32] [--batch 8] [--steps 3] [--dropout 0.1] [--backend NAME]`:
+ * training
  * step time and memory of LoRA against full fine-tuning on a random model of a released shape.
  * Each mode runs in its own subprocess so that peak memory (VmHWM) is its own. Prints a table.
  *
@@ -40,6 +41,7 @@ export async function measure(
   model: string,
   batch: number,
   steps: number,
+  dropout = 0.1,
 ): Promise<LoraBenchRow> {
   const config = MODEL_CONFIGS[model];
   if (!config) throw new Error(`unknown model ${model}`);
@@ -72,7 +74,7 @@ export async function measure(
     warmupLength: 1,
     parts: [ceLoss({ labelSmoothing: 0.2 })],
   };
-  const lora = mode === "lora" ? injectLora(clip, {}) : undefined;
+  const lora = mode === "lora" ? injectLora(clip, { dropout }) : undefined;
   if (lora) {
     options.extraParams = new Map([...lora.variables].map(([k, v]) => [`lora.${k}`, v]));
     options.onlyExtra = true;
@@ -113,13 +115,20 @@ export async function main(argv: string[]): Promise<LoraBenchRow[]> {
       steps: { type: "string", default: "3" },
       backend: { type: "string" },
       child: { type: "string" },
+      dropout: { type: "string", default: "0.1" },
     },
     strict: true,
   });
   const model = values.model!, batch = Number(values.batch), steps = Number(values.steps);
   if (values.child) {
     await initBackend({ prefer: values.backend, quiet: true });
-    const row = await measure(values.child as "full" | "lora", model, batch, steps);
+    const row = await measure(
+      values.child as "full" | "lora",
+      model,
+      batch,
+      steps,
+      Number(values.dropout),
+    );
     console.log(JSON.stringify(row));
     return [row];
   }
@@ -147,7 +156,10 @@ export async function main(argv: string[]): Promise<LoraBenchRow[]> {
     const line = new TextDecoder().decode(out.stdout).trim().split("\n").pop()!;
     rows.push(JSON.parse(line));
   }
-  console.log(`\nLoRA vs full fine-tuning, ${model} (random weights), batch ${batch}, ${backend}`);
+  console.log(
+    `\nLoRA (dropout ${values.dropout}) vs full fine-tuning, ${model} (random weights), ` +
+      `batch ${batch}, ${backend}`,
+  );
   console.log("| mode | trainable params | s/step | peak RSS (MiB) | tfjs tensors (MiB) |");
   console.log("| --- | ---: | ---: | ---: | ---: |");
   for (const r of rows) {
