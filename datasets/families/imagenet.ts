@@ -20,6 +20,9 @@
  * @module
  */
 import { Rng } from "../rng.ts";
+import { cropImage } from "../transforms.ts";
+import { decodeImage } from "../../clip/image.ts";
+import type { Example } from "../types.ts";
 import {
   FileDataset,
   type FileItem,
@@ -194,6 +197,21 @@ export async function loadImageNetV2(opts: FamilyOptions): Promise<FileDataset> 
 export class ObjectNetDataset extends FileDataset {
   /** Pixels the reference crops from each border before preprocessing (2). */
   readonly borderCrop = 2;
+
+  /** The example with its image decoded and `borderCrop` pixels cut from every side. */
+  override async get(i: number): Promise<Example> {
+    const ex = await super.get(i);
+    if (!(ex.image instanceof Uint8Array)) return ex;
+    const img = await decodeImage(ex.image, { name: ex.path });
+    const b = this.borderCrop;
+    if (img.width <= 2 * b || img.height <= 2 * b) {
+      throw new Error(
+        `${ex.path}: ${img.width}×${img.height} image is too small for ObjectNet's border crop`,
+      );
+    }
+    const box = { top: b, left: b, height: img.height - 2 * b, width: img.width - 2 * b };
+    return { ...ex, image: cropImage(img, box) };
+  }
 }
 
 /** ObjectNet restricted to its 113 ImageNet-overlapping classes (test only). */
