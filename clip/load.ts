@@ -95,6 +95,12 @@ export function tokenizerWords(meta: Record<string, unknown>): string[] | undefi
   return undefined;
 }
 
+/** Checkpoint metadata that lets {@link loadClip} rebuild the model's word tokenizer (if any). */
+export function tokenizerMeta(model: ClipModel): Record<string, unknown> {
+  const tok = model.tokenizer;
+  return tok instanceof WordTokenizer ? { tokenizer: { type: "word", words: tok.toJSON() } } : {};
+}
+
 /**
  * Save a model in the project's checkpoint format, keeping what is needed to load it back
  * (its word tokenizer, when it has one). Atomic.
@@ -105,11 +111,7 @@ export async function saveClip(
   meta: Record<string, unknown> = {},
   opts: { floatDtype?: "float32" | "float16" } = {},
 ): Promise<void> {
-  const tok = model.tokenizer;
-  const extra = tok instanceof WordTokenizer
-    ? { tokenizer: { type: "word", words: tok.toJSON() } }
-    : {};
-  await saveCheckpoint(path, model.stateDict(), { ...meta, ...extra }, opts);
+  await saveCheckpoint(path, model.stateDict(), { ...meta, ...tokenizerMeta(model) }, opts);
 }
 
 /** Whether `name` is a model name this library can fetch or has embedded. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "../clip/safetensors.ts";
 import type { AccuracyMatrix } from "./metrics.ts";
 
 const FONT = "DejaVu Sans, Arial, Helvetica, sans-serif";
@@ -388,9 +389,7 @@ export async function writePlots(
   ];
   const written: string[] = [];
   const put = async (path: string, bytes: Uint8Array) => {
-    const tmp = `${path}.tmp-${Deno.pid}`;
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(path, bytes);
     written.push(path);
   };
   for (const [name, svg] of plots) {

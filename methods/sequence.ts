@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "../clip/safetensors.ts";
 import { type AccuracyMatrix, type MtilScores, mtilScores, roundScores } from "./metrics.ts";
 
 /** Top-1 / top-5 accuracy in percent. */
@@ -77,17 +78,9 @@ export interface SequenceResult {
   finished: boolean;
 }
 
-/** Write `text` to `path` atomically (temp file in the same folder, then rename). */
+/** Write `text` to `path` atomically (see `writeFileAtomic`: temp file, fsync, rename). */
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  try {
-    await f.write(new TextEncoder().encode(text));
-    await f.sync();
-  } finally {
-    f.close();
-  }
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, new TextEncoder().encode(text));
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {

@@ -17,12 +17,11 @@
 import { parseArgs } from "./cli.ts";
 import { tf } from "../clip/tf.ts";
 import { initBackend } from "../clip/backend.ts";
-import { loadClip } from "../clip/load.ts";
+import { loadClip, tokenizerMeta } from "../clip/load.ts";
 import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
 import type { StateDict } from "../clip/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
 import { ProgressBar } from "../clip/progress.ts";
-import { WordTokenizer } from "../clip/word_tokenizer.ts";
 import { loadDataset, loadSentences } from "../datasets/registry.ts";
 import { evalTransform, trainTransform } from "../datasets/transforms.ts";
 import { type Dataset, formatTemplate } from "../datasets/types.ts";
@@ -530,11 +529,8 @@ export async function runTrain(
     if (saveDir) {
       await Deno.mkdir(saveDir, { recursive: true });
       const out = `${saveDir}/${dsName}.safetensors`;
-      const extra = model.tokenizer instanceof WordTokenizer
-        ? { tokenizer: { type: "word", words: model.tokenizer.toJSON() } }
-        : {};
       const meta = {
-        ...extra,
+        ...tokenizerMeta(model),
         iteration: run.totalSteps,
         method,
         trainDataset: dsName,
