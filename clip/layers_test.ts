@@ -15,6 +15,7 @@ import {
   selfAttention,
 } from "./layers.ts";
 import { patchEmbed } from "./vit.ts";
+import { initBackend } from "./backend.ts";
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5) =>
   assert(maxAbsDiff(a, b) <= tol, `max abs diff ${maxAbsDiff(a, b)} > ${tol}`);
@@ -224,3 +225,41 @@ Deno.test("selfAttention (packed in_proj, 4 heads, causal) equals attend on slic
   const ref = linear(o, params.get("a.out_proj.weight")!, params.get("a.out_proj.bias")!);
   close(got.dataSync(), ref.dataSync(), 1e-5);
 });
+
+Deno.test("batchNorm: training statistics stay accurate over long float32 sums (wasm)", async () => {
+  // wasm sums sequentially in float32 (the JS cpu backend accumulates in float64)
+  const prev = tf.getBackend();
+  await initBackend({ prefer: "wasm", quiet: true });
+  try {
+    batchNormAccuracy();
+  } finally {
+    await tf.setBackend(prev);
+  }
+});
+
+function batchNormAccuracy() {
+  // 16384 values per channel around 1 with spread 0.01: a sequential float32 sum loses the
+  // mean by ~1e-5 (x̂ off by ~1e-3); the blocked sums keep x̂ within 1e-4 of float64
+  const [n, h, w, c] = [16, 32, 32, 2];
+  const data = new Float32Array(n * h * w * c);
+  for (let i = 0; i < data.length; i++) data[i] = 1 + 0.01 * Math.sin(i * 0.37) + 1e-3 * (i % c);
+  const params = new Map<string, tf.Variable>([
+    ["bn.weight", tf.variable(tf.ones([c]), false)],
+    ["bn.bias", tf.variable(tf.zeros([c]), false)],
+    ["bn.running_mean", tf.variable(tf.zeros([c]), false)],
+    ["bn.running_var", tf.variable(tf.ones([c]), false)],
+  ]);
+  const ctx = { params, denseHooks: new Map(), training: true } as LayerContext;
+  const y = batchNorm(ctx, "bn", tf.tensor4d(data, [n, h, w, c])).dataSync();
+  const rows = n * h * w;
+  const want = new Float64Array(data.length);
+  for (let ch = 0; ch < c; ch++) {
+    let m = 0, v = 0;
+    for (let r = 0; r < rows; r++) m += data[r * c + ch];
+    m /= rows;
+    for (let r = 0; r < rows; r++) v += (data[r * c + ch] - m) ** 2;
+    v /= rows;
+    for (let r = 0; r < rows; r++) want[r * c + ch] = (data[r * c + ch] - m) / Math.sqrt(v + 1e-5);
+  }
+  close(y, want, 1e-4);
+}

@@ -8,9 +8,10 @@ import { buildClip } from "../clip/model.ts";
 import { initBackend } from "../clip/backend.ts";
 import { loadTokenizer, tokenize } from "../clip/tokenizer.ts";
 import { readF32, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
-import { assert, assertAlmostEquals, assertRelClose } from "./_testing.ts";
+import { assert } from "./_testing.ts";
 import "./presets.ts";
-import { disposeRun, l2NormF64, train, type TrainTask, weightsToSave } from "./train.ts";
+import { torchNormF32 } from "./_torch_norm.ts";
+import { disposeRun, train, type TrainTask, weightsToSave } from "./train.ts";
 
 interface StepFixture {
   it: number;
@@ -56,11 +57,48 @@ const TERMS: Record<string, string> = {
   loss_total: "total",
 };
 
-const norm = l2NormF64;
-/** Relative tolerance on gradient norms (the issue asks 1e-3; see the note in the report). */
-const GRAD_TOL = 3e-3;
+/**
+ * Norms are compared the way the reference computed them: PyTorch's float32 CPU `norm()`
+ * (8 AVX2 lanes). It is not the exact norm: on the token-embedding gradient, from step 2 on,
+ * millions of tiny L2-to-start terms on rows no prompt uses are swamped in float32 and the
+ * reference records 76.762 where the exact norm of the same gradient is 76.805 (5.6e-4). Our
+ * gradient reproduces the reference's number to 8e-7 under this reduction (and under PyTorch
+ * itself, checked by hand); `l2NormF64` stays the library's reporting norm.
+ */
+const norm = (t: tf.Tensor) => torchNormF32(t.dataSync(), 8);
+/** Relative tolerance on gradient norms (the issue's bar). */
+const GRAD_TOL = 1e-3;
 /** Relative tolerance on final parameter norms. */
 const NORM_TOL = 1e-4;
+
+/** Tolerances of one step (`step` = number of steps for the final weights). */
+interface Tolerances {
+  loss: number;
+  grad: number;
+  finalAbs: number;
+  finalNorm: number;
+}
+
+/** The issue's bar: losses 1e-4 relative, gradient norms 1e-3, final parameters 1e-4. */
+const STRICT: Tolerances = { loss: 1e-4, grad: GRAD_TOL, finalAbs: 1e-4, finalNorm: NORM_TOL };
+
+/**
+ * The one measured exception: rn-tiny `finetune` from step 3 on (gradient norm of
+ * `visual.conv1.weight` 2.5e-3 off, two BatchNorm-bias norms 1.3e-4). Evaluating PyTorch in
+ * float64 at *our* step-3 weights gives our numbers to 1e-5, so the gradient is right; the
+ * weights differ. On the reference trajectory this tiny ResNet (BatchNorm over 2×2 maps of 3–4
+ * images) has ReLU inputs within 1e-6 of zero at every step (float64 PyTorch: 9e-7 at step 1,
+ * 2e-6 at step 3) and Adam's first step turns gradients below float32 resolution into ±lr
+ * moves, so any float32 implementation follows it only approximately after a few steps (PyTorch's
+ * own float32 error on those activations is 6e-7). ViT runs and rn-tiny ZSCL meet the bar
+ * everywhere.
+ */
+function tolerances(model: string, method: string, step: number): Tolerances {
+  if (model === "rn-tiny" && method === "finetune" && step >= 3) {
+    return { ...STRICT, grad: 4e-3, finalNorm: 3e-4 };
+  }
+  return STRICT;
+}
 
 // wasm has the fast scatter-add gradient of the token embedding; cpu/cpu-blas take minutes
 await initBackend({ prefer: "wasm", quiet: true });
@@ -89,6 +127,7 @@ async function parity(model: "vit-tiny" | "rn-tiny", method: "finetune" | "ZSCL"
   };
   const names = Object.keys(expected.steps[0].grad_norms);
   const start = tf.memory().numTensors;
+  const refNorms: Record<string, number>[] = [];
   const { records, run } = await train(clip, task, {
     iterations: fx.setup.steps,
     lr: 1e-3,
@@ -106,53 +145,82 @@ async function parity(model: "vit-tiny" | "rn-tiny", method: "finetune" | "ZSCL"
       refTexts,
       refImages: (s: number) => Promise.resolve(stepImages(refImages, fx.ref_images.shape, s)),
     },
-    gradNorms: names,
+    // record the reference-style norms of the step's gradients
+    parts: [{
+      name: "reference-norms",
+      transformGrads(_run, step, grads) {
+        refNorms[step] = Object.fromEntries(names.map((n) => [n, norm(grads.get(n)!)]));
+      },
+    }],
   });
   try {
     assert(records.length === expected.steps.length, "step count");
+    // every comparison is made; failures are reported together with their measured errors
+    const fails: string[] = [];
+    const lrSum = expected.steps.reduce((a, s) => a + s.lr, 0);
+    const rel = (got: number, want: number) => Math.abs(got - want) / Math.abs(want);
+    const expect = (ok: boolean, what: string) => {
+      if (!ok) fails.push(what);
+    };
     records.forEach((rec, i) => {
       const ex = expected.steps[i];
-      // ResNet: BatchNorm over a 2×2 map of 3–4 images amplifies float32 rounding; steps 0–1
-      // agree to ≤1e-5 (losses) / 1.4e-3 (grads), later steps drift (measured, see report).
-      const drift = model === "rn-tiny" && i >= 2;
-      const lossTol = drift ? 1e-3 : 1e-4;
-      const gradTol = drift ? 2e-2 : GRAD_TOL;
-      assert(rec.lr === ex.lr, `step ${i}: lr ${rec.lr} vs ${ex.lr}`);
+      const tol = tolerances(model, method, i);
+      expect(rec.lr === ex.lr, `step ${i}: lr ${rec.lr} vs ${ex.lr}`);
       for (const [fk, ok] of Object.entries(TERMS)) {
         if (!(fk in ex)) continue;
         const want = ex[fk] as number;
         const got = rec.losses[ok];
-        if (want === 0) assertAlmostEquals(got, 0, 1e-7, `step ${i} ${fk}`);
-        else assertRelClose(got, want, lossTol, `step ${i} ${fk}`);
+        if (want === 0) expect(Math.abs(got) <= 1e-7, `step ${i} ${fk}: ${got} vs 0`);
+        else {
+          const e = rel(got, want);
+          expect(e <= tol.loss, `step ${i} ${fk}: rel err ${e.toExponential(2)} > ${tol.loss}`);
+        }
       }
       for (const n of names) {
-        assertRelClose(rec.gradNorms[n], ex.grad_norms[n], gradTol, `step ${i} grad ‖${n}‖`);
+        const e = rel(refNorms[i][n], ex.grad_norms[n]);
+        expect(e <= tol.grad, `step ${i} grad ‖${n}‖: rel err ${e.toExponential(2)} > ${tol.grad}`);
       }
     });
-    // rn-tiny ZSCL drifts from step 2 on (see above): its final weights are checked looser
-    const loose = model === "rn-tiny" && method === "ZSCL";
-    const finalTol = loose ? 2e-2 : NORM_TOL;
-    const finalAbs = 1e-4;
     const check = (
       got: ReadonlyMap<string, tf.Tensor>,
       values: Record<string, number[]>,
       norms: Record<string, number>,
       what: string,
     ) => {
+      const tol = tolerances(model, method, expected.steps.length);
       for (const [k, v] of Object.entries(values)) {
         const d = got.get(k)!.dataSync();
         assert(d.length >= v.length, `${what} ${k} size`);
-        v.forEach((x, j) => assertAlmostEquals(d[j], x, finalAbs, `${what} ${k}[${j}]`));
+        v.forEach((x, j) => {
+          const e = Math.abs(d[j] - x);
+          expect(e <= tol.finalAbs, `${what} ${k}[${j}]: abs err ${e.toExponential(2)}`);
+        });
       }
       for (const [k, nv] of Object.entries(norms)) {
-        // attention k-biases get pure rounding-noise gradients (softmax is invariant to them) that
-        // Adam turns into ±lr steps of either sign, in PyTorch as here: compare them absolutely
-        const tol = k.endsWith("in_proj_bias") ? 1e-4 / nv : finalTol;
-        assertRelClose(norm(got.get(k)!), nv, tol, `${what} ‖${k}‖`);
+        const p = got.get(k)!;
+        let e: number, t: number;
+        if (k.endsWith("k_proj.bias")) {
+          // a key bias cannot change the attention (softmax is shift-invariant), so its gradient
+          // is rounding noise in any implementation and Adam turns it into ±lr moves of random
+          // sign: its value carries no information. Bound: the total movement Adam allows.
+          e = Math.abs(norm(p) - nv);
+          t = lrSum * Math.sqrt(p.size);
+        } else if (k.endsWith("in_proj_bias")) {
+          // a third of it is the key bias (above): compare absolutely
+          e = Math.abs(norm(p) - nv);
+          t = 1e-4;
+        } else {
+          e = rel(norm(p), nv);
+          t = tol.finalNorm;
+        }
+        expect(e <= t, `${what} ‖${k}‖: err ${e.toExponential(2)} > ${t.toExponential(2)}`);
       }
     };
     check(clip.params, expected.final_params, expected.final_param_norms, "trained");
     check(weightsToSave(run), expected.we_final_params, expected.we_final_param_norms, "WE");
+    if (fails.length) {
+      throw new Error(`${model} ${method}: ${fails.length} mismatches\n${fails.join("\n")}`);
+    }
   } finally {
     disposeRun(run);
     clip.dispose();
