@@ -400,6 +400,35 @@ async function writeAtomic(
     await Deno.remove(tmp).catch(() => {});
     throw e;
   }
+  await removeStaleTemps(path);
+}
+
+/**
+ * Remove the temporary files that writers of `path` killed mid-write (`SIGKILL`, power loss) left
+ * beside it: `<path>.tmp-<pid>-<id>` whose process no longer runs. Liveness is read from
+ * `/proc`; where there is none (not Linux), nothing is removed. Called after every atomic write
+ * and when a run removes its state file; errors are ignored.
+ */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const cut = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
+  const dir = cut >= 0 ? path.slice(0, cut) || "/" : ".";
+  const prefix = `${path.slice(cut + 1)}.tmp-`;
+  try {
+    await Deno.stat("/proc/self");
+  } catch {
+    return;
+  }
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.isFile || !e.name.startsWith(prefix)) continue;
+      const pid = Number(e.name.slice(prefix.length).split("-")[0]);
+      if (!Number.isInteger(pid) || pid <= 0 || pid === Deno.pid) continue;
+      const alive = await Deno.stat(`/proc/${pid}`).then(() => true, () => false);
+      if (!alive) await Deno.remove(`${dir}/${e.name}`).catch(() => {});
+    }
+  } catch {
+    // best effort: the directory may be unreadable or gone
+  }
 }
 
 /**

@@ -3,6 +3,8 @@ import {
   floatToHalf,
   halfToFloat,
   readSafetensors,
+  removeStaleTemps,
+  writeFileAtomic,
   writeSafetensors,
   writeSafetensorsFile,
 } from "./safetensors.ts";
@@ -232,4 +234,39 @@ Deno.test("writeSafetensorsFile: same bytes as writeSafetensors; failures leave 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "writeFileAtomic sweeps the temp files of killed writers, not of live ones",
+  ignore: (() => {
+    try {
+      Deno.statSync("/proc/self");
+      return false;
+    } catch {
+      return true; // liveness comes from /proc
+    }
+  })(),
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      // a writer that was SIGKILLed mid-write: its pid is gone
+      const child = new Deno.Command("true").spawn();
+      await child.status;
+      const dead = `${dir}/m.json.tmp-${child.pid}-deadbeef`;
+      const live = `${dir}/m.json.tmp-${Deno.pid}-12345678`; // ours: may still be writing
+      const other = `${dir}/other.json.tmp-${child.pid}-deadbeef`; // another target
+      for (const p of [dead, live, other]) await Deno.writeTextFile(p, "half");
+      await writeFileAtomic(`${dir}/m.json`, new TextEncoder().encode("{}"));
+      const names = () => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      deepStrictEqual(names(), [
+        "m.json",
+        `m.json.tmp-${Deno.pid}-12345678`,
+        other.split("/").pop(),
+      ]);
+      await removeStaleTemps(`${dir}/other.json`);
+      deepStrictEqual(names(), ["m.json", `m.json.tmp-${Deno.pid}-12345678`]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

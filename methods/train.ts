@@ -178,6 +178,15 @@ export interface TrainOptions {
   extraParams?: ReadonlyMap<string, tf.Variable>;
   /** Train only `extraParams`; the model's parameters (and the train mode's choice) stay frozen. */
   onlyExtra?: boolean;
+  /**
+   * Take the reference loop's last iteration (default true). The seed loops over
+   * `range(total_iterations + 1)`: after the `total` scheduled steps it takes one more, at
+   * `lr(total)` (0 for the warm-up cosine once warm-up is over). That step moves no weight, but it
+   * updates BatchNorm running statistics and the Adam moments, and weight averaging (`we`,
+   * `we_wise`, `moving_avg`) takes its sample of the final weights when `total % avgFreq == 0`.
+   * `false` runs exactly `total` steps (the form of the step-parity fixtures).
+   */
+  finalStep?: boolean;
 }
 
 /** What one step did. */
@@ -210,6 +219,11 @@ export interface TrainRun {
   optimizer: AdamW;
   /** Total number of steps of the schedule. */
   totalSteps: number;
+  /**
+   * Steps the run takes: `totalSteps`, plus the reference's final iteration at `lr(totalSteps)`
+   * unless `options.finalStep` is false.
+   */
+  lastStep: number;
   /** Next step to run. */
   step: number;
   /** The parts. */
@@ -222,7 +236,7 @@ export interface TrainResult {
   records: StepRecord[];
   /** The run (optimizer, parts: for saving state; call {@link disposeRun} when done). */
   run: TrainRun;
-  /** Whether all `totalSteps` ran (false when stopped early). */
+  /** Whether all steps ran, up to `run.lastStep` (false when stopped early). */
   finished: boolean;
 }
 
@@ -319,6 +333,7 @@ export async function createRun(
       beta2: options.beta2 ?? 0.999,
     }),
     totalSteps: totalSteps(options, task),
+    lastStep: totalSteps(options, task) + (options.finalStep === false ? 0 : 1),
     step: options.startStep ?? 0,
     parts,
   };
@@ -424,7 +439,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
 /** Run steps from `run.step` to the end (or `stopAfter` / `shouldStop`); then the parts' `end`. */
 export async function runSteps(run: TrainRun): Promise<TrainResult> {
   const records: StepRecord[] = [];
-  const stopAt = Math.min(run.totalSteps, run.options.stopAfter ?? Infinity);
+  const stopAt = Math.min(run.lastStep, run.options.stopAfter ?? Infinity);
   while (run.step < stopAt) {
     if (run.options.shouldStop) {
       // a macrotask turn, so that signal listeners (SIGINT, SIGUSR1, …) get to run between steps
@@ -436,7 +451,7 @@ export async function runSteps(run: TrainRun): Promise<TrainResult> {
     records.push(rec);
     await run.options.onStep?.(rec, run);
   }
-  const finished = run.step >= run.totalSteps;
+  const finished = run.step >= run.lastStep;
   if (finished) { for (const p of run.parts) await p.end?.(run); }
   return { records, run, finished };
 }

@@ -115,7 +115,7 @@ Deno.test("kill at step k, save, rebuild, resume: same final weights as an unint
   const meta = await loadTrainState(`${dir}/state.safetensors`, run);
   assertEquals([meta.step, meta.extra?.note], [3, "test"]);
   const rc = await runSteps(run);
-  assert(rc.finished && rc.records.length === 3);
+  assert(rc.finished && rc.records.length === 4, "steps 3–5 and the final lr(6) step");
   for (const [k, v] of snapshot(c.params)) assertAllClose(v, wantModel.get(k)!, 1e-5, k);
   for (const [k, v] of snapshot(weightsToSave(run))) {
     assertAllClose(v, wantWe.get(k)!, 1e-5, `we ${k}`);
@@ -125,6 +125,42 @@ Deno.test("kill at step k, save, rebuild, resume: same final weights as an unint
   refTexts.dispose();
   task.textTokens.dispose();
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the reference's final iteration: lr(total) = 0, weights unchanged, a last WE sample", async () => {
+  const sd0: StateDict = randomStateDict(TINY, 3);
+  const refTexts = tokens([[7, 8], [9]]);
+  const task = tinyTask();
+  const runWith = async (finalStep: boolean) => {
+    const m = buildClip(sd0);
+    const r = await train(m, task, { ...zsclOptions(refTexts, 4), finalStep });
+    const out = {
+      records: r.records,
+      model: snapshot(m.params),
+      we: snapshot(weightsToSave(r.run)),
+      step: r.run.step,
+    };
+    disposeRun(r.run);
+    m.dispose();
+    return out;
+  };
+  const exact = await runWith(false);
+  const ref = await runWith(true);
+  assertEquals([exact.records.length, exact.step], [4, 4]);
+  assertEquals([ref.records.length, ref.step], [5, 5]);
+  assertEquals(ref.records[4].lr, 0); // warm-up cosine at step = total
+  assertEquals(ref.records.slice(0, 4).map((r) => r.lr), exact.records.map((r) => r.lr));
+  // lr 0 moves no weight (decoupled decay and Adam step both scale with lr)
+  for (const [k, v] of ref.model) assertEquals(Array.from(v), Array.from(exact.model.get(k)!), k);
+  // avgFreq 2: samples after steps 0 and 2 (n = 1, 2), and with the final step after step 4 (n = 3):
+  // we₃ = (we₂·3 + θ)/4 with θ the (unchanged) final weights
+  for (const [k, we2] of exact.we) {
+    const th = exact.model.get(k)!;
+    const want = we2.map((x, i) => (x * 3 + th[i]) / 4);
+    assertAllClose(ref.we.get(k)!, want, 1e-6, `we ${k}`);
+  }
+  refTexts.dispose();
+  task.textTokens.dispose();
 });
 
 Deno.test("tensor count stays flat over 200 ZSCL steps (tiny model)", async () => {
@@ -167,7 +203,11 @@ Deno.test("a third-party method registers without touching the loop; train modes
     trainMode: "image",
     weightDecay: 0.1,
   });
-  assertEquals(seen, ["init", "prepare 0", "after 0", "prepare 1", "after 1", "end"]);
+  assertEquals(seen, [
+    "init",
+    ...[0, 1, 2].flatMap((s) => [`prepare ${s}`, `after ${s}`]), // 2 steps + the final lr(2) one
+    "end",
+  ]);
   assertEquals(records[0].losses, { zero: 0, total: 0 });
   // image mode: only visual.* moved (by weight decay, the loss being zero); text untouched
   for (const [k, v] of snapshot(model.params)) {

@@ -46,7 +46,7 @@ import { ExemplarMemory } from "../methods/icarl.ts";
 import { normalizeRows } from "../methods/losses.ts";
 import { batches } from "../datasets/loader.ts";
 import { Rng } from "../datasets/rng.ts";
-import { writeFileAtomic } from "../clip/safetensors.ts";
+import { removeStaleTemps, writeFileAtomic } from "../clip/safetensors.ts";
 import { SynthCaptions } from "../datasets/synth.ts";
 import {
   adapterStateDict,
@@ -133,6 +133,7 @@ export const TRAIN_FLAGS = {
   "ogd-energy": { type: "string", default: "0.97" },
   "ogd-python-projection": { type: "boolean", default: false },
   "workers": { type: "string", default: "0" },
+  "no-final-step": { type: "boolean", default: false },
   "quiet": { type: "boolean", default: false },
   "help": { type: "boolean", short: "h", default: false },
 } as const;
@@ -433,6 +434,7 @@ export async function runTrain(
       freeze: !!a.freeze,
       method,
       methodOptions,
+      finalStep: !a["no-final-step"],
       shouldStop: () => stop !== undefined,
     };
     if (options.iterations === undefined && options.epochs === undefined) options.epochs = 1;
@@ -485,7 +487,10 @@ export async function runTrain(
     let params = 0;
     for (const n of run.trainable) params += run.params.get(n)!.size;
     console.log(
-      `train ${dsName}: ${run.totalSteps} steps (${stream.perEpoch}/epoch), method ${method}, ` +
+      `train ${dsName}: ${run.totalSteps} steps (${stream.perEpoch}/epoch)` +
+        `${
+          run.lastStep > run.totalSteps ? " + the final lr(total) step" : ""
+        }, method ${method}, ` +
         `mode ${mode}, ${params} trainable parameters, backend ${backend}`,
     );
     const version = await libraryVersion();
@@ -497,7 +502,7 @@ export async function runTrain(
     if (evalNames.length && evalInterval && run.step === 0) {
       await evaluateAll(model, evalNames, a, 0, averaged ? weightsToSave(run) : undefined);
     }
-    const bar = new ProgressBar({ total: run.totalSteps, label: `train ${dsName}`, unit: "it" });
+    const bar = new ProgressBar({ total: run.lastStep, label: `train ${dsName}`, unit: "it" });
     bar.tick(run.step);
     const t0 = performance.now();
     let images = 0;
@@ -514,6 +519,8 @@ export async function runTrain(
         console.error(`\nstep ${rec.step}: ${JSON.stringify(rec.losses)}`);
       }
       const it = rec.step + 1;
+      // the reference's final iteration (lr(total)) evaluates before it steps: nothing to do here
+      if (rec.step >= r.totalSteps) return;
       if (evalNames.length && evalInterval && it % evalInterval === 0) {
         await evaluateAll(model, evalNames, a, it, averaged ? weightsToSave(r) : undefined);
       }
@@ -549,7 +556,6 @@ export async function runTrain(
         });
         console.log(`saved adapters ${ap}`);
       }
-      await saveCheckpoint(out, sd, meta);
       const manifest = {
         checkpoint: out,
         config,
@@ -562,7 +568,12 @@ export async function runTrain(
         `${saveDir}/${dsName}.manifest.json`,
         new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n"),
       );
-      if (statePath) await Deno.remove(statePath).catch(() => {});
+      // the checkpoint last: its presence marks the task done (a sequence rerun skips it)
+      await saveCheckpoint(out, sd, meta);
+      if (statePath) {
+        await Deno.remove(statePath).catch(() => {});
+        await removeStaleTemps(statePath);
+      }
       console.log(`saved ${out}`);
     }
     if (evalNames.length && !(evalInterval && run.totalSteps % evalInterval === 0)) {
@@ -725,7 +736,10 @@ const HELP = `deno task train [flags]   (the seed's flags; _ and - spellings bot
         --lora-shared --lora-shared-split-qkvo --lora-save-adapters
   OGD:  --orthogonal-gradients N --orthogonal-gradients-path F[,F] --ogd-energy X
         --ogd-python-projection
-  --save DIR [--save-interval N] --resume  --load PATH  --backend NAME  --workers N  --seed N`;
+  --save DIR [--save-interval N] --resume  --load PATH  --backend NAME  --workers N  --seed N
+  --no-final-step   run exactly the scheduled steps; by default, as the seed's range(total + 1),
+                    one more step at lr(total) = 0 follows (weights unchanged; BatchNorm statistics,
+                    and the final weight-averaging sample when total % avg-freq == 0)`;
 
 if (import.meta.main) {
   let args: TrainArgs;

@@ -25,6 +25,9 @@ Deno.test("both flag spellings parse to the same arguments", () => {
   }
   assert(threw, "unknown flags are rejected");
   assertEquals(parseEvalArgs(["--eval_single", "x.png"])["eval-single"], "x.png");
+  // the reference's final lr(total) iteration is on unless switched off
+  assertEquals(parseTrainArgs([])["no-final-step"], false);
+  assertEquals(parseTrainArgs(["--no_final_step"])["no-final-step"], true);
 });
 
 const FMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
