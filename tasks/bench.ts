@@ -3,8 +3,8 @@
  *
  * One run measures, per backend (each in its own subprocess, so peak memory is per backend):
  * matmul GFLOP/s ([1576×768]·[768×768]); `encodeImage` images/s for ViT-B/32- and RN50-sized
- * random models at batch 8; a full training step (forward, backward, AdamW) of the ViT-B/32
- * vision tower at batch 8 and of the tiny test model (the fixtures' `vit-tiny` CLIP, both towers,
+ * random models at batch 8; a full training step (forward, backward, AdamW) of the ViT-B/32 and
+ * RN50 vision towers at batch 8 and of the tiny test model (the fixtures' `vit-tiny` CLIP, both towers,
  * contrastive loss); peak RSS. PyTorch runs the same through `tasks/bench_torch.py` when a
  * `python3` with torch is found (`/usr/bin/python3` first: Debian's `python3-torch`), else it is
  * skipped with a note. The headline is the ratio of the best tfjs backend to PyTorch.
@@ -40,6 +40,8 @@ export interface BenchResult {
   rnEncode?: number;
   /** ViT-B/32 vision tower training step at batch 8, seconds. */
   vitTrainStep?: number;
+  /** RN50 vision tower training step at batch 8, seconds (BatchNorm in train mode). */
+  rnTrainStep?: number;
   /** Tiny CLIP (both towers) training step at batch 8, seconds. */
   tinyTrainStep?: number;
   /** Peak resident memory, MiB. */
@@ -288,38 +290,40 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
         model.dispose();
       });
     }
-    // Training step: ViT-B/32 vision tower, batch 8.
-    await attempt("ViT-B/32 train step", async () => {
-      const config = MODEL_CONFIGS["ViT-B/32"];
-      const model = build(visionOnly(config));
-      dropParams(model, (k) => k.startsWith("visual."));
-      model.training = true;
-      const params = trainableOf(model, "visual.");
-      const opt = new AdamW({ lr: 1e-5, weightDecay: 0.1 });
-      const x = randomImages(BATCH, config.imageResolution, 4);
-      const target = tf.tidy(() =>
-        l2n(tf.randomNormal([BATCH, config.embedDim], 0, 1, "float32", 5))
-      );
-      const loss = () =>
-        tf.tidy(() =>
-          crossEntropy(
-            tf.mul(tf.matMul(l2n(model.encodeImage(x)), target, false, true), 100) as tf.Tensor2D,
-          )
+    // Training steps: ViT-B/32 and RN50 vision towers, batch 8 (ResNet: BatchNorm in train mode).
+    for (const [name, key] of [["ViT-B/32", "vitTrainStep"], ["RN50", "rnTrainStep"]] as const) {
+      await attempt(`${name} train step`, async () => {
+        const config = MODEL_CONFIGS[name];
+        const model = build(visionOnly(config));
+        dropParams(model, (k) => k.startsWith("visual."));
+        model.training = true;
+        const params = trainableOf(model, "visual.");
+        const opt = new AdamW({ lr: 1e-5, weightDecay: 0.1 });
+        const x = randomImages(BATCH, config.imageResolution, 4);
+        const target = tf.tidy(() =>
+          l2n(tf.randomNormal([BATCH, config.embedDim], 0, 1, "float32", 5))
         );
-      const step = () => tf.tidy(() => void trainStep(opt, params, loss));
-      try {
-        step();
-        const before = tf.memory().numTensors;
-        r.vitTrainStep = timeIt(step, o.quick ? 0 : 5, o.quick ? 1 : 5, o.quick ? 1 : 3);
-        const grown = tf.memory().numTensors - before;
-        if (grown !== 0) r.notes.push(`ViT-B/32 train step: tensor count grew by ${grown}`);
-        if (o.profile) await profileStep(step);
-      } finally {
-        opt.disposeState();
-        tf.dispose([x, target]);
-        model.dispose();
-      }
-    });
+        const loss = () =>
+          tf.tidy(() =>
+            crossEntropy(
+              tf.mul(tf.matMul(l2n(model.encodeImage(x)), target, false, true), 100) as tf.Tensor2D,
+            )
+          );
+        const step = () => tf.tidy(() => void trainStep(opt, params, loss));
+        try {
+          step();
+          const before = tf.memory().numTensors;
+          r[key] = timeIt(step, o.quick ? 0 : 5, o.quick ? 1 : 5, o.quick ? 1 : 3);
+          const grown = tf.memory().numTensors - before;
+          if (grown !== 0) r.notes.push(`${name} train step: tensor count grew by ${grown}`);
+          if (o.profile && name === "ViT-B/32") await profileStep(step);
+        } finally {
+          opt.disposeState();
+          tf.dispose([x, target]);
+          model.dispose();
+        }
+      });
+    }
   }
 
   r.peakRssMiB = peakRssMiB();
@@ -375,6 +379,7 @@ export function renderTable(results: BenchResult[]): string {
     ["ViT-B/32 encodeImage b8 (img/s)", (r) => r.vitEncode, 2, true],
     ["RN50 encodeImage b8 (img/s)", (r) => r.rnEncode, 2, true],
     ["ViT-B/32 vision train step b8 (s)", (r) => r.vitTrainStep, 2, false],
+    ["RN50 vision train step b8 (s)", (r) => r.rnTrainStep, 2, false],
     ["tiny CLIP train step b8 (ms)", (r) => r.tinyTrainStep && r.tinyTrainStep * 1000, 1, false],
     ["peak RSS (MiB)", (r) => r.peakRssMiB, 0, false],
   ];

@@ -2,6 +2,7 @@
 reference CLIP architecture (OpenAI's model.py, condensed), random weights, float32, CPU.
 
 Prints one JSON line: matmulGflops, vitEncode, rnEncode (images/s at batch 8), vitTrainStep,
+rnTrainStep,
 tinyTrainStep (seconds), peakRssMiB. Usage: python3 tasks/bench_torch.py [--quick] [--threads N]
 """
 import argparse
@@ -268,24 +269,26 @@ def main():
             r[key] = BATCH / s
             del model
 
-    model = vit_b32().train()
-    visual = model.visual
-    del model
-    opt = torch.optim.AdamW(visual.parameters(), lr=1e-5, weight_decay=0.1)
-    x = torch.randn(BATCH, 3, 224, 224)
-    target = F.normalize(torch.randn(BATCH, 512), dim=-1)
-    labels = torch.arange(BATCH)
+    for make, key in [(vit_b32, "vitTrainStep"), (rn50, "rnTrainStep")]:
+        model = make().train()
+        visual = model.visual
+        dim = model.text_projection.shape[1]
+        del model
+        opt = torch.optim.AdamW(visual.parameters(), lr=1e-5, weight_decay=0.1)
+        x = torch.randn(BATCH, 3, 224, 224)
+        target = F.normalize(torch.randn(BATCH, dim), dim=-1)
+        labels = torch.arange(BATCH)
 
-    def vit_step():
-        opt.zero_grad(set_to_none=True)
-        f = F.normalize(visual(x), dim=-1)
-        loss = F.cross_entropy(100 * f @ target.t(), labels)
-        loss.backward()
-        opt.step()
+        def step():
+            opt.zero_grad(set_to_none=True)
+            f = F.normalize(visual(x), dim=-1)
+            loss = F.cross_entropy(100 * f @ target.t(), labels)
+            loss.backward()
+            opt.step()
 
-    r["vitTrainStep"] = time_it(vit_step, 0 if args.quick else 5, 1 if args.quick else 5,
-                                1 if args.quick else 3)
-    del visual, opt
+        r[key] = time_it(step, 0 if args.quick else 5, 1 if args.quick else 5,
+                         1 if args.quick else 3)
+        del visual, opt
 
     model = tiny().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1)
