@@ -938,6 +938,157 @@ const UNARY: Record<string, UnaryLoop> = {
   },
 };
 
+/**
+ * `Step` (the ReLU gradient's mask): `x > 0 ? 1 : alpha`, NaN kept. One typed-array pass instead
+ * of tfjs's generic per-element callback.
+ */
+function stepKernel(): KernelFn {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    if (x.dtype !== "float32") return cpuKernel("Step", args);
+    const alpha = (args.attrs as { alpha?: number } | undefined)?.alpha ?? 0;
+    const xv = f32(args.backend, x);
+    const y = new Float32Array(xv.length);
+    for (let i = 0; i < xv.length; i++) {
+      const v = xv[i];
+      y[i] = v > 0 ? 1 : v !== v ? NaN : alpha;
+    }
+    return out(args.backend, x.shape, y);
+  };
+}
+
+/** Copy the box `begin … begin + size` out of a row-major `shape` array, row by row. */
+function sliceCopy(
+  x: Float32Array,
+  shape: readonly number[],
+  begin: readonly number[],
+  size: readonly number[],
+): Float32Array {
+  const rank = shape.length;
+  const y = new Float32Array(sizeOf(size));
+  if (y.length === 0) return y;
+  const strides = new Array<number>(rank);
+  let st = 1;
+  for (let d = rank - 1; d >= 0; d--) {
+    strides[d] = st;
+    st *= shape[d];
+  }
+  const run = rank ? size[rank - 1] : 1;
+  const rows = rank ? y.length / run : 1;
+  const idx = new Array<number>(Math.max(rank - 1, 0)).fill(0);
+  for (let r = 0; r < rows; r++) {
+    let src = rank ? begin[rank - 1] : 0;
+    for (let d = 0; d < rank - 1; d++) src += (begin[d] + idx[d]) * strides[d];
+    y.set(x.subarray(src, src + run), r * run);
+    for (let d = rank - 2; d >= 0; d--) {
+      if (++idx[d] < size[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return y;
+}
+
+/**
+ * `Slice` by contiguous rows. tfjs's cpu kernel copies a box that is not one contiguous block
+ * element by element through `TensorBuffer` (400 ms for the attention pool's [8,50,2048] split).
+ */
+function sliceKernel(): KernelFn {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = args.attrs as { begin?: unknown; size?: unknown };
+    const rank = x.shape.length;
+    const b = attrs.begin, z = attrs.size;
+    if (x.dtype !== "float32" || !Array.isArray(b) || !Array.isArray(z) || b.length !== rank) {
+      return cpuKernel("Slice", args);
+    }
+    const size = (z as number[]).map((v, d) => (v === -1 ? x.shape[d] - (b as number[])[d] : v));
+    const bad = size.length !== rank ||
+      size.some((v, d) => v < 0 || (b as number[])[d] < 0 || (b as number[])[d] + v > x.shape[d]);
+    if (bad) return cpuKernel("Slice", args);
+    const y = sliceCopy(f32(args.backend, x), x.shape, b as number[], size);
+    return out(args.backend, size, y);
+  };
+}
+
+/** `SplitV` (the gradient of `concat`) by contiguous rows; see {@link sliceKernel}. */
+function splitVKernel(): KernelFn {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = args.attrs as { numOrSizeSplits?: unknown; axis?: unknown };
+    const rank = x.shape.length;
+    const axis = typeof attrs.axis === "number"
+      ? (attrs.axis < 0 ? attrs.axis + rank : attrs.axis)
+      : -1;
+    if (x.dtype !== "float32" || axis < 0 || axis >= rank) return cpuKernel("SplitV", args);
+    const dim = x.shape[axis];
+    let sizes: number[];
+    const spec = attrs.numOrSizeSplits;
+    if (typeof spec === "number") {
+      if (spec <= 0 || dim % spec !== 0) return cpuKernel("SplitV", args);
+      sizes = new Array<number>(spec).fill(dim / spec);
+    } else if (Array.isArray(spec)) {
+      sizes = [...spec as number[]];
+      const free = sizes.indexOf(-1);
+      if (free >= 0) sizes[free] = dim - sizes.reduce((a, v, i) => (i === free ? a : a + v), 0);
+      if (sizes.some((v) => v < 0) || sizes.reduce((a, v) => a + v, 0) !== dim) {
+        return cpuKernel("SplitV", args);
+      }
+    } else return cpuKernel("SplitV", args);
+    const xv = f32(args.backend, x);
+    const begin = new Array<number>(rank).fill(0);
+    return sizes.map((n) => {
+      const size = [...x.shape];
+      size[axis] = n;
+      const y = sliceCopy(xv, x.shape, begin, size);
+      begin[axis] += n;
+      return out(args.backend, size, y);
+    });
+  };
+}
+
+/** `k` when `v` is `k` or `[k, k]`, else undefined. */
+function square(v: unknown): number | undefined {
+  if (typeof v === "number") return v;
+  if (Array.isArray(v) && v.length === 2 && v[0] === v[1]) return v[0] as number;
+  return undefined;
+}
+
+/**
+ * `AvgPoolGrad` of the non-overlapping pools CLIP's ResNet uses (window = stride = k, no
+ * padding, sizes divisible by k): every input cell gets `dy / k²` of its window. tfjs's cpu kernel
+ * walks a generic strided window through `TensorBuffer.get` (22% of an RN50 training step here);
+ * anything else falls back to it.
+ */
+function avgPoolGradKernel(): KernelFn {
+  return (args) => {
+    const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
+    const attrs = args.attrs as { filterSize?: unknown; strides?: unknown; pad?: unknown };
+    const k = square(attrs.filterSize);
+    const [n, h, w, c] = input.shape;
+    const ok = k !== undefined && square(attrs.strides) === k && k > 0 &&
+      (attrs.pad === "valid" || attrs.pad === 0) && input.shape.length === 4 &&
+      h % k === 0 && w % k === 0 && allFloat(dy, input) &&
+      dy.shape.join() === [n, h / k, w / k, c].join();
+    if (!ok) return cpuKernel("AvgPoolGrad", args);
+    const g = f32(args.backend, dy);
+    const dx = new Float32Array(n * h * w * c);
+    const inv = 1 / (k * k);
+    const ho = h / k, wo = w / k;
+    for (let b = 0; b < n; b++) {
+      for (let i = 0; i < h; i++) {
+        const gRow = ((b * ho + Math.floor(i / k)) * wo) * c;
+        const xRow = ((b * h + i) * w) * c;
+        for (let j = 0; j < w; j++) {
+          const gOff = gRow + Math.floor(j / k) * c;
+          const xOff = xRow + j * c;
+          for (let ch = 0; ch < c; ch++) dx[xOff + ch] = g[gOff + ch] * inv;
+        }
+      }
+    }
+    return out(args.backend, input.shape, dx);
+  };
+}
+
 function unaryKernel(name: string): KernelFn {
   const loop = UNARY[name];
   return (args) => {
@@ -979,6 +1130,10 @@ export const BLAS_KERNEL_NAMES: readonly string[] = [
   "Relu",
   "PadV2",
   "UnsortedSegmentSum",
+  "Step",
+  "AvgPoolGrad",
+  "Slice",
+  "SplitV",
 ];
 
 function kernels(blas: Blas): Record<string, KernelFn> {
@@ -1000,6 +1155,10 @@ function kernels(blas: Blas): Record<string, KernelFn> {
     Transpose: transposeKernel(),
     PadV2: padKernel(),
     UnsortedSegmentSum: unsortedSegmentSumKernel(),
+    Step: stepKernel(),
+    AvgPoolGrad: avgPoolGradKernel(),
+    Slice: sliceKernel(),
+    SplitV: splitVKernel(),
     ...Object.fromEntries(Object.keys(UNARY).map((k) => [k, unaryKernel(k)])),
   };
 }

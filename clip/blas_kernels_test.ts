@@ -344,3 +344,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "cpu-blas Step and AvgPoolGrad equal cpu (fast paths and fallbacks)",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    await same("relu grad", () => {
+      const x = tf.concat([rnd([2, 6, 6, 5]).reshape([-1]), tf.tensor1d([0, -0])]);
+      return tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.relu(v), tf.range(0, v.size))))(x);
+    }, 0);
+    await same("step alpha", () => tf.step(rnd([3, 7]), 0.25), 0);
+    const { cpu, blas } = await onBoth(() => tf.step(tf.tensor1d([NaN, 0, -1, 2]), 0.5));
+    assertEquals(
+      Array.from((blas as tf.Tensor).dataSync()),
+      Array.from((cpu as tf.Tensor).dataSync()),
+    );
+    assertEquals(Array.from((blas as tf.Tensor).dataSync()), [NaN, 0.5, 0.5, 1]);
+    tf.dispose([cpu, blas] as tf.Tensor[]);
+    for (const [shape, k] of [[[2, 8, 8, 3], 2], [[1, 12, 12, 4], 3], [[2, 4, 4, 2], 1]] as const) {
+      await same(`avgPool grad ${shape} k${k}`, () => {
+        const x = rnd([...shape]) as tf.Tensor4D;
+        const wts = rnd([shape[0], shape[1] / k, shape[2] / k, shape[3]]);
+        return tf.grad((v: tf.Tensor) =>
+          tf.sum(tf.mul(tf.avgPool(v as tf.Tensor4D, k, k, "valid"), wts))
+        )(x);
+      });
+    }
+    // overlapping windows and padding take tfjs's kernel
+    await same("avgPool grad overlapping", () => {
+      const x = rnd([1, 7, 7, 2]) as tf.Tensor4D;
+      return tf.grad((v: tf.Tensor) => tf.sum(tf.avgPool(v as tf.Tensor4D, 3, 2, "same")))(x);
+    });
+  },
+});
+
+Deno.test({
+  name: "cpu-blas Slice and SplitV equal cpu (strided boxes, -1 sizes, concat gradients)",
+  ignore: !HAS_BLAS,
+  fn: async () => {
+    await same("slice box", () => tf.slice(rnd([3, 5, 4, 6]), [1, 2, 0, 3], [2, 2, 4, 3]), 0);
+    await same("slice -1", () => tf.slice(rnd([4, 7]), [1, 2], [-1, 3]), 0);
+    await same("slice 1-D", () => tf.slice(rnd([10]), 3, 4), 0);
+    await same("slice empty", () => tf.slice(rnd([3, 4]), [1, 1], [0, 2]), 0);
+    await same("split equal", () => tf.split(rnd([2, 6, 3]), 3, 1), 0);
+    await same("split sizes", () => tf.split(rnd([4, 5, 7]), [2, -1, 1], 2), 0);
+    await same("split axis -1", () => tf.split(rnd([3, 8]), [5, 3], -1), 0);
+    await same("concat grad", () => {
+      const a = rnd([8, 1, 16]), b = rnd([8, 4, 16]), w = rnd([8, 5, 16]);
+      return tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.concat([p, q], 1), w)))([
+        a,
+        b,
+      ]);
+    }, 0);
+  },
+});

@@ -316,7 +316,7 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
           r[key] = timeIt(step, o.quick ? 0 : 5, o.quick ? 1 : 5, o.quick ? 1 : 3);
           const grown = tf.memory().numTensors - before;
           if (grown !== 0) r.notes.push(`${name} train step: tensor count grew by ${grown}`);
-          if (o.profile && name === "ViT-B/32") await profileStep(step);
+          if (o.profile) await profileStep(step);
         } finally {
           opt.disposeState();
           tf.dispose([x, target]);
