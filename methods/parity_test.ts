@@ -27,17 +27,43 @@ interface CaseFixture {
   we_final_param_norms: Record<string, number>;
 }
 interface Fixture {
+  model: string;
   setup: {
     steps: number;
     batch: number;
     ref_batch: number;
     prompts: string[];
     ref_prompts: string[];
+    optimizer?: string;
+    schedule?: string;
+    label_smoothing?: number;
+    l2?: string;
+    ZSCL?: string;
+    weight_ensemble?: string;
   };
   images: { file: string; shape: number[] };
   ref_images: { file: string; shape: number[] };
   labels: number[][];
   cases: Record<string, CaseFixture>;
+}
+
+/** The numbers of the file's `setup` (written as prose there), with the fixtures' values as defaults. */
+function recipe(setup: Fixture["setup"]) {
+  const num = (text: unknown, re: RegExp, fallback: number) => {
+    const m = typeof text === "string" ? text.match(re) : null;
+    return m ? Number(m[1]) : fallback;
+  };
+  const n = "([0-9.]+(?:e[-+]?[0-9]+)?)";
+  return {
+    lr: num(setup.optimizer, new RegExp(`\\blr=${n}`), 1e-3),
+    weightDecay: num(setup.optimizer, new RegExp(`weight_decay=${n}`), 0.1),
+    beta2: num(setup.optimizer, new RegExp(`betas=\\(\\s*[0-9.]+\\s*,\\s*${n}`), 0.999),
+    warmup: num(setup.schedule, /warmup=(\d+)/, 2),
+    labelSmoothing: setup.label_smoothing ?? 0.2,
+    l2: num(setup.l2, new RegExp(`^\\s*${n}\\s*\\*`), 1),
+    T: num(setup.ZSCL, new RegExp(`\\bT=${n}`), 2),
+    avgFreq: num(setup.weight_ensemble, /it % (\d+) == 0/, 2),
+  };
 }
 
 /** Step `s` of an NCHW `[steps, n, 3, H, W]` file as an NHWC tensor. */
@@ -109,11 +135,11 @@ function tolerances(model: string, method: string, step: number): Tolerances {
 // wasm has the fast scatter-add gradient of the token embedding; cpu/cpu-blas take minutes
 await initBackend({ prefer: "wasm", quiet: true });
 
-async function parity(model: "vit-tiny" | "rn-tiny", method: "finetune" | "ZSCL") {
+async function parity(file: string, method: string) {
   const dir = "fixtures/clip";
-  const fx: Fixture = JSON.parse(
-    await Deno.readTextFile(sharedPath(`${dir}/${model}.train-steps.json`)),
-  );
+  const fx: Fixture = JSON.parse(await Deno.readTextFile(sharedPath(`${dir}/${file}`)));
+  const model = fx.model;
+  const r = recipe(fx.setup);
   const expected = fx.cases[method];
   const ckpt = await readCheckpoint(sharedPath(`${dir}/${model}.jit.pt`));
   const clip = buildClip(ckpt.stateDict);
@@ -136,19 +162,19 @@ async function parity(model: "vit-tiny" | "rn-tiny", method: "finetune" | "ZSCL"
   const refNorms: Record<string, number>[] = [];
   const { records, run } = await train(clip, task, {
     iterations: fx.setup.steps,
-    lr: 1e-3,
-    weightDecay: 0.1,
-    beta2: 0.999,
-    warmupLength: 2,
+    lr: r.lr,
+    weightDecay: r.weightDecay,
+    beta2: r.beta2,
+    warmupLength: r.warmup,
     finalStep: false, // the fixture runs exactly its four steps
     trainMode: "whole",
     method,
     methodOptions: {
-      labelSmoothing: 0.2,
-      l2: 1,
+      labelSmoothing: r.labelSmoothing,
+      l2: r.l2,
       we: true,
-      avgFreq: 2,
-      T: 2,
+      avgFreq: r.avgFreq,
+      T: r.T,
       refTexts,
       refImages: (s: number) => Promise.resolve(stepImages(refImages, fx.ref_images.shape, s)),
     },
@@ -237,12 +263,53 @@ async function parity(model: "vit-tiny" | "rn-tiny", method: "finetune" | "ZSCL"
   assert(tf.memory().numTensors <= start, `leaked ${tf.memory().numTensors - start} tensors`);
 }
 
-for (const model of ["vit-tiny", "rn-tiny"] as const) {
-  for (const method of ["finetune", "ZSCL"] as const) {
+/** Every `<model>.train-steps.json` under the fixtures (held-out ones dropped in included). */
+function fixtureFiles(): string[] {
+  if (skipWithoutShared()) return ["vit-tiny.train-steps.json", "rn-tiny.train-steps.json"];
+  return [...Deno.readDirSync(sharedPath("fixtures/clip"))]
+    .map((e) => e.name)
+    .filter((n) => n.endsWith(".train-steps.json"))
+    .sort();
+}
+
+for (const file of fixtureFiles()) {
+  const cases = skipWithoutShared() ? ["finetune", "ZSCL"] : Object.keys(
+    (JSON.parse(Deno.readTextFileSync(sharedPath(`fixtures/clip/${file}`))) as Fixture).cases,
+  );
+  for (const method of cases) {
     Deno.test({
-      name: `step parity with the reference: ${model} ${method}`,
+      name: `step parity with the reference: ${file.replace(".train-steps.json", "")} ${method}`,
       ignore: skipWithoutShared(),
-      fn: () => parity(model, method),
+      fn: () => parity(file, method),
     });
   }
 }
+
+Deno.test("recipe: the numbers of a fixture's setup prose are read, not defaulted", () => {
+  const r = recipe({
+    steps: 4,
+    batch: 4,
+    ref_batch: 3,
+    prompts: [],
+    ref_prompts: [],
+    optimizer: "AdamW lr=5e-4 weight_decay=0.2 betas=(0.9,0.98) eps=1e-8 over every parameter",
+    schedule: "warm-up cosine, warmup=3, total=steps, lr(it) set before each step",
+    label_smoothing: 0.1,
+    l2: "0.5 * sum over parameters of squared difference to the start-of-task copy",
+    ZSCL: "reference model = frozen copy of the start model; image and text distillation, T=3",
+    weight_ensemble: "after the optimizer step when it % 4 == 0: we_n += 1",
+  });
+  assert(
+    JSON.stringify(r) === JSON.stringify({
+      lr: 5e-4,
+      weightDecay: 0.2,
+      beta2: 0.98,
+      warmup: 3,
+      labelSmoothing: 0.1,
+      l2: 0.5,
+      T: 3,
+      avgFreq: 4,
+    }),
+    JSON.stringify(r),
+  );
+});
