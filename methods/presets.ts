@@ -274,7 +274,8 @@ export function lwfPart(o: LwfOptions = {}): TrainPart {
 
 /**
  * Random vocabulary sentences of the reference (`virtual_vocab`): `n` rows of
- * `[SOT, length random ids in [0, vocab), EOT, 0 …]` padded to 77.
+ * `[SOT, length random ids in [0, vocab), EOT, 0 …]` padded to `contextLength`. SOT and EOT are
+ * the vocabulary's last two ids, as in both tokenizers (CLIP's BPE: 49406 and 49407 of 49408).
  */
 export function virtualVocab(
   rand: () => number,
@@ -283,11 +284,16 @@ export function virtualVocab(
   vocab = 49408,
   contextLength = 77,
 ): tf.Tensor2D {
+  if (length + 2 > contextLength) {
+    throw new Error(
+      `virtualVocab: ${length} words + SOT + EOT exceed the context of ${contextLength}`,
+    );
+  }
   const ids = new Int32Array(n * contextLength);
   for (let i = 0; i < n; i++) {
-    ids[i * contextLength] = 49406;
+    ids[i * contextLength] = vocab - 2;
     for (let j = 0; j < length; j++) ids[i * contextLength + 1 + j] = Math.floor(rand() * vocab);
-    ids[i * contextLength + 1 + length] = 49407;
+    ids[i * contextLength + 1 + length] = vocab - 1;
   }
   return tf.tensor2d(ids, [n, contextLength], "int32");
 }

@@ -226,10 +226,14 @@ Deno.test("virtualVocab: SOT, random ids, EOT, zero padding", () => {
   const t = virtualVocab(rand(1), 3, 4, 100, 8);
   const rows = t.arraySync();
   for (const r of rows) {
-    assertEquals([r[0], r[5], r[6], r[7]], [49406, 49407, 0, 0]);
+    assertEquals([r[0], r[5], r[6], r[7]], [98, 99, 0, 0]); // SOT, EOT: the last two ids
     assert(r.slice(1, 5).every((x) => x >= 0 && x < 100));
   }
   t.dispose();
+  const clip = virtualVocab(rand(2), 2); // CLIP's defaults: 49408 ids, 77 tokens
+  assertEquals(clip.shape, [2, 77]);
+  assertEquals([clip.arraySync()[0][0], clip.arraySync()[0][11]], [49406, 49407]);
+  clip.dispose();
 });
 
 Deno.test("lwf and icarl presets: their terms; at step 0 the teacher equals the student", async () => {
