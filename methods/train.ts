@@ -321,6 +321,7 @@ export async function createRun(
   }
   const trainable = [...selected, ...(options.extraParams?.keys() ?? [])];
   if (trainable.length === 0) throw new Error("nothing to train: no parameter is trainable");
+  const total = totalSteps(options, task);
   const run: TrainRun = {
     model,
     task,
@@ -332,8 +333,8 @@ export async function createRun(
       weightDecay: options.weightDecay ?? 0,
       beta2: options.beta2 ?? 0.999,
     }),
-    totalSteps: totalSteps(options, task),
-    lastStep: totalSteps(options, task) + (options.finalStep === false ? 0 : 1),
+    totalSteps: total,
+    lastStep: total + (options.finalStep === false ? 0 : 1),
     step: options.startStep ?? 0,
     parts,
   };

@@ -486,12 +486,10 @@ export async function runTrain(
     }
     let params = 0;
     for (const n of run.trainable) params += run.params.get(n)!.size;
+    const extra = run.lastStep > run.totalSteps ? " + the final lr(total) step" : "";
     console.log(
-      `train ${dsName}: ${run.totalSteps} steps (${stream.perEpoch}/epoch)` +
-        `${
-          run.lastStep > run.totalSteps ? " + the final lr(total) step" : ""
-        }, method ${method}, ` +
-        `mode ${mode}, ${params} trainable parameters, backend ${backend}`,
+      `train ${dsName}: ${run.totalSteps} steps (${stream.perEpoch}/epoch)${extra}, ` +
+        `method ${method}, mode ${mode}, ${params} trainable parameters, backend ${backend}`,
     );
     const version = await libraryVersion();
     const saveState = async () => {
