@@ -800,11 +800,7 @@ function transposeKernel(): KernelFn {
     const dims = perm.map((p) => x.shape[p]);
     const y = new Float32Array(xv.length);
     if (rank === 0 || xv.length === 0) return out(args.backend, dims, y);
-    const xStrides = new Array<number>(rank);
-    for (let d = rank - 1, s = 1; d >= 0; d--) {
-      xStrides[d] = s;
-      s *= x.shape[d];
-    }
+    const xStrides = stridesOf(x.shape);
     if (
       rank >= 2 && perm.slice(0, -2).every((p, i) => p === i) &&
       perm[rank - 2] === rank - 1 && perm[rank - 1] === rank - 2
@@ -845,6 +841,57 @@ function transposeKernel(): KernelFn {
   };
 }
 
+/** Row-major strides of a shape. */
+function stridesOf(shape: readonly number[]): number[] {
+  const st = new Array<number>(shape.length);
+  for (let d = shape.length - 1, s = 1; d >= 0; d--) {
+    st[d] = s;
+    s *= shape[d];
+  }
+  return st;
+}
+
+/**
+ * Copy the box of `size` at `srcBegin` in the row-major `src` (shape `srcShape`) to `dstBegin` in
+ * `dst` (shape `dstShape`), one contiguous innermost run at a time (Pad, Slice and SplitV).
+ */
+function copyBox(
+  src: Float32Array,
+  srcShape: readonly number[],
+  srcBegin: readonly number[],
+  dst: Float32Array,
+  dstShape: readonly number[],
+  dstBegin: readonly number[],
+  size: readonly number[],
+): void {
+  const rank = size.length;
+  const total = sizeOf(size);
+  if (total === 0) return;
+  if (rank === 0) {
+    dst[0] = src[0];
+    return;
+  }
+  const ss = stridesOf(srcShape), ds = stridesOf(dstShape);
+  let si = 0, di = 0;
+  for (let a = 0; a < rank; a++) {
+    si += srcBegin[a] * ss[a];
+    di += dstBegin[a] * ds[a];
+  }
+  const run = size[rank - 1];
+  const idx = new Array<number>(rank).fill(0);
+  for (let r = 0; r < total; r += run) {
+    dst.set(src.subarray(si, si + run), di);
+    for (let a = rank - 2; a >= 0; a--) {
+      si += ss[a];
+      di += ds[a];
+      if (++idx[a] < size[a]) break;
+      si -= ss[a] * size[a];
+      di -= ds[a] * size[a];
+      idx[a] = 0;
+    }
+  }
+}
+
 /** PadV2 (constant padding): copies each contiguous input row into the filled output. */
 function padKernel(): KernelFn {
   return (args) => {
@@ -859,26 +906,8 @@ function padKernel(): KernelFn {
     const outShape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
     const y = new Float32Array(sizeOf(outShape));
     if (constantValue !== 0) y.fill(constantValue);
-    if (xv.length === 0) return out(args.backend, outShape, y);
-    const outStrides = new Array<number>(rank);
-    for (let d = rank - 1, s = 1; d >= 0; d--) {
-      outStrides[d] = s;
-      s *= outShape[d];
-    }
-    const run = x.shape[rank - 1];
-    let base = 0;
-    for (let d = 0; d < rank; d++) base += paddings[d][0] * outStrides[d];
-    const idx = new Array<number>(rank).fill(0);
-    let dst = base;
-    for (let src = 0; src < xv.length; src += run) {
-      y.set(xv.subarray(src, src + run), dst);
-      for (let d = rank - 2; d >= 0; d--) {
-        dst += outStrides[d];
-        if (++idx[d] < x.shape[d]) break;
-        dst -= outStrides[d] * x.shape[d];
-        idx[d] = 0;
-      }
-    }
+    const zeros = new Array<number>(rank).fill(0);
+    copyBox(xv, x.shape, zeros, y, outShape, paddings.map((p) => p[0]), x.shape);
     return out(args.backend, outShape, y);
   };
 }
@@ -957,34 +986,15 @@ function stepKernel(): KernelFn {
   };
 }
 
-/** Copy the box `begin … begin + size` out of a row-major `shape` array, row by row. */
+/** The box `begin … begin + size` of a row-major `shape` array, as a new array. */
 function sliceCopy(
   x: Float32Array,
   shape: readonly number[],
   begin: readonly number[],
   size: readonly number[],
 ): Float32Array {
-  const rank = shape.length;
   const y = new Float32Array(sizeOf(size));
-  if (y.length === 0) return y;
-  const strides = new Array<number>(rank);
-  let st = 1;
-  for (let d = rank - 1; d >= 0; d--) {
-    strides[d] = st;
-    st *= shape[d];
-  }
-  const run = rank ? size[rank - 1] : 1;
-  const rows = rank ? y.length / run : 1;
-  const idx = new Array<number>(Math.max(rank - 1, 0)).fill(0);
-  for (let r = 0; r < rows; r++) {
-    let src = rank ? begin[rank - 1] : 0;
-    for (let d = 0; d < rank - 1; d++) src += (begin[d] + idx[d]) * strides[d];
-    y.set(x.subarray(src, src + run), r * run);
-    for (let d = rank - 2; d >= 0; d--) {
-      if (++idx[d] < size[d]) break;
-      idx[d] = 0;
-    }
-  }
+  copyBox(x, shape, begin, y, size, new Array<number>(size.length).fill(0), size);
   return y;
 }
 
