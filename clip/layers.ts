@@ -356,18 +356,22 @@ export function avgPool(x: tf.Tensor4D, k: number): tf.Tensor4D {
 }
 
 /**
- * Column sums of a `[rows, C]` matrix in two levels (blocks of ≈√rows). tfjs's wasm kernels
- * sum a long axis sequentially in float32; on a tiny ResNet that made batch statistics,
- * and so every activation after a BatchNorm, 3.5× less accurate than PyTorch's float32 (measured
- * against a float64 PyTorch run), enough to flip ReLUs that sit within 1e-6 of zero.
+ * Column sums of a `[rows, C]` matrix in blocks of ≈√rows, the block sums summed the same way
+ * until at most `minRows` remain. tfjs's cpu and wasm kernels sum a long axis sequentially in
+ * float32, which loses percents on millions of small terms; PyTorch's reductions are blocked. On
+ * a tiny ResNet the sequential sum made batch statistics, and so every activation after a
+ * BatchNorm, 3.5× less accurate than PyTorch's float32 (measured against a float64 PyTorch run),
+ * enough to flip ReLUs that sit within 1e-6 of zero. Differentiable.
  */
-function blockedColumnSum(x: tf.Tensor): tf.Tensor {
-  const [rows, c] = x.shape;
-  if (rows <= 64) return tf.sum(x, 0);
-  const b = Math.ceil(Math.sqrt(rows));
-  const r = Math.ceil(rows / b);
-  const padded = r * b > rows ? tf.pad(x, [[0, r * b - rows], [0, 0]]) : x;
-  return tf.sum(tf.sum(tf.reshape(padded, [r, b, c]), 1), 0);
+export function blockedColumnSum(x: tf.Tensor, minRows = 64): tf.Tensor {
+  return tf.tidy(() => {
+    const [rows, c] = x.shape;
+    if (rows <= minRows) return tf.sum(x, 0);
+    const b = Math.ceil(Math.sqrt(rows));
+    const r = Math.ceil(rows / b);
+    const padded = r * b > rows ? tf.pad(x, [[0, r * b - rows], [0, 0]]) : x;
+    return blockedColumnSum(tf.sum(tf.reshape(padded, [r, b, c]), 1), minRows);
+  });
 }
 
 /**

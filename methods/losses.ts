@@ -8,6 +8,7 @@
  * @module
  */
 import { tf } from "../clip/tf.ts";
+import { blockedColumnSum } from "../clip/layers.ts";
 
 /**
  * Identity whose gradient is zero (PyTorch `.detach()`): nothing flows back into `x`.
@@ -115,20 +116,15 @@ export function selfSimilarityLogits(x: tf.Tensor2D, logitScale: tf.Tensor): tf.
 }
 
 /**
- * Sum of all elements with a two-level (blocked) reduction: tfjs backends accumulate a long
- * `sum` sequentially in float32, which loses percents on millions of small terms (e.g. the L2 over
- * a 49408×512 token embedding); PyTorch's reduction is pairwise. Differentiable.
+ * Sum of all elements with a blocked reduction ({@link blockedColumnSum}): tfjs backends
+ * accumulate a long `sum` sequentially in float32, which loses percents on millions of small
+ * terms (e.g. the L2 over a 49408×512 token embedding); PyTorch's reduction is pairwise.
+ * Differentiable.
  */
 export function accurateSum(x: tf.Tensor): tf.Scalar {
-  return tf.tidy(() => {
-    const n = x.size;
-    if (n <= 1024) return tf.sum(x) as tf.Scalar;
-    const c = Math.ceil(Math.sqrt(n));
-    const r = Math.ceil(n / c);
-    let flat = tf.reshape(x, [n]);
-    if (r * c > n) flat = tf.pad(flat, [[0, r * c - n]]);
-    return accurateSum(tf.sum(tf.reshape(flat, [r, c]), 1));
-  });
+  return tf.tidy(() =>
+    tf.reshape(blockedColumnSum(tf.reshape(x, [x.size, 1]), 1024), []) as tf.Scalar
+  );
 }
 
 /**
