@@ -13,4 +13,4 @@ export * from "./datasets/mod.ts";
 export * from "./tasks/mod.ts";
 export * from "./data/mod.ts";
 export * from "./notebooks/mod.ts";
-export type { tf } from "./clip/tf.ts";
+export type { tf } from "./clip/backends/tf.ts";

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import type { DenseHook } from "./types.ts";
 
 /** LayerNorm / BatchNorm epsilon of the reference (PyTorch default). */

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { maxAbsDiff } from "./_testing.ts";
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import {
   attend,
   avgPool,
@@ -15,7 +15,7 @@ import {
   selfAttention,
 } from "./layers.ts";
 import { patchEmbed } from "./vit.ts";
-import { initBackend } from "./backend.ts";
+import { initBackend } from "./backends/backend.ts";
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5) =>
   assert(maxAbsDiff(a, b) <= tol, `max abs diff ${maxAbsDiff(a, b)} > ${tol}`);

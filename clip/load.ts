@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import type { ClipConfig, ClipModel } from "./types.ts";
 import { buildClip } from "./model.ts";
-import { readCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { readCheckpoint, saveCheckpoint } from "./formats/checkpoint.ts";
 import { findModel, resolveModel } from "./registry.ts";
-import { makePreprocess } from "./preprocess.ts";
-import { WordTokenizer } from "./word_tokenizer.ts";
+import { makePreprocess } from "./images/preprocess.ts";
+import { WordTokenizer } from "./tokenizers/word_tokenizer.ts";
 
 /** Name of the embedded tiny model trained on SynthMTIL captions. */
 export const EMBEDDED_MODEL = "synth-tiny";

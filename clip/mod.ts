@@ -16,24 +16,24 @@
  * @module
  */
 
-export * from "./state_dict.ts";
+export * from "./formats/state_dict.ts";
 export type * from "./types.ts";
-export * from "./backend.ts";
+export * from "./backends/backend.ts";
 export * from "./model.ts";
 export * from "./zeroshot.ts";
 export * from "./load.ts";
-export * from "./checkpoint.ts";
-export * from "./pickle.ts";
-export * from "./zip.ts";
-export * from "./hf_names.ts";
-export * from "./download.ts";
-export * from "./cache.ts";
-export * from "./progress.ts";
+export * from "./formats/checkpoint.ts";
+export * from "./formats/pickle.ts";
+export * from "./formats/zip.ts";
+export * from "./formats/hf_names.ts";
+export * from "./download/download.ts";
+export * from "./download/cache.ts";
+export * from "./download/progress.ts";
 export * from "./registry.ts";
-export * from "./tokenizer.ts";
-export * from "./word_tokenizer.ts";
-export * from "./ftfy.ts";
-export * from "./image.ts";
-export * from "./preprocess.ts";
-export * from "./safetensors.ts";
+export * from "./tokenizers/tokenizer.ts";
+export * from "./tokenizers/word_tokenizer.ts";
+export * from "./tokenizers/ftfy.ts";
+export * from "./images/image.ts";
+export * from "./images/preprocess.ts";
+export * from "./formats/safetensors.ts";
 export type { LayerContext } from "./layers.ts";

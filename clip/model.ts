@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
-import { numel, type RawTensor, type StateDict } from "./state_dict.ts";
+import { tf } from "./backends/tf.ts";
+import { numel, type RawTensor, type StateDict } from "./formats/state_dict.ts";
 import type {
   ClipConfig,
   ClipLogits,

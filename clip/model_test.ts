@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { maxAbsDiff, readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
-import { tf } from "./tf.ts";
-import { readCheckpoint } from "./checkpoint.ts";
-import { availableBackends } from "./backend.ts";
+import { tf } from "./backends/tf.ts";
+import { readCheckpoint } from "./formats/checkpoint.ts";
+import { availableBackends } from "./backends/backend.ts";
 import {
   buildClip,
   type Clip,
@@ -14,7 +14,7 @@ import {
   stateDictShapes,
 } from "./model.ts";
 import type { ClipConfig } from "./types.ts";
-import { numel, type StateDict } from "./state_dict.ts";
+import { numel, type StateDict } from "./formats/state_dict.ts";
 
 interface Expected {
   config: Record<string, unknown>;

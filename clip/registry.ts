@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cachedDownload } from "./download.ts";
+import { cachedDownload } from "./download/download.ts";
 
 /** One downloadable file. */
 export interface RemoteFile {

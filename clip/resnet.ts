@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import { attend, avgPool, conv2dBatchNorm, dense, type LayerContext, param } from "./layers.ts";
 
 /** Hyperparameters of the modified ResNet. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import { causalMask, type LayerContext, layerNormAt, param, transformer } from "./layers.ts";
 
 /** Hyperparameters of the text transformer. */

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { tf } from "./tf.ts";
-import type { StateDict } from "./state_dict.ts";
+import type { tf } from "./backends/tf.ts";
+import type { StateDict } from "./formats/state_dict.ts";
 
 /** Hyperparameters inferred from a state dict exactly as the reference `build_model` does. */
 export interface ClipConfig {
@@ -42,7 +42,7 @@ export type DenseHook = (x: tf.Tensor) => tf.Tensor;
 
 /**
  * Turns texts into token-id rows for a model's text tower. The default is the CLIP BPE tokenizer
- * (`clip/tokenizer.ts`); small models trained here (SynthMTIL) carry a word-level one.
+ * (`clip/tokenizers/tokenizer.ts`); small models trained here (SynthMTIL) carry a word-level one.
  */
 export interface TextTokenizer {
   /** Token ids `[n, contextLength]` int32; the end-of-text token has the largest id of a row. */

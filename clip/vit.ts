@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import { type LayerContext, layerNormAt, param, transformer } from "./layers.ts";
 
 /** Hyperparameters of the vision transformer. */

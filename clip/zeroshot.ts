@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
+import { tf } from "./backends/tf.ts";
 import type { ClipModel } from "./types.ts";
-import { tokenize, type Tokenizer, type Truncate } from "./tokenizer.ts";
+import { tokenize, type Tokenizer, type Truncate } from "./tokenizers/tokenizer.ts";
 import { l2Normalize } from "./model.ts";
 
 /** A prompt template: a string where `{}` stands for the class name, or a function of it. */

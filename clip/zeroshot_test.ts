@@ -1,9 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { maxAbsDiff, readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
-import { tf } from "./tf.ts";
-import { readCheckpoint } from "./checkpoint.ts";
+import { tf } from "./backends/tf.ts";
+import { readCheckpoint } from "./formats/checkpoint.ts";
 import { buildClip, l2Normalize, randomStateDict } from "./model.ts";
-import { loadTokenizer } from "./tokenizer.ts";
+import { loadTokenizer } from "./tokenizers/tokenizer.ts";
 import {
   classEmbedding,
   classify,

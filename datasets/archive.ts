@@ -1,6 +1,6 @@
 /**
  * Safe archive extraction for dataset downloads: tar (plain or gzip, streamed; ustar, pax and GNU
- * long names), zip (entry by entry through `clip/zip.ts`) and single-file `.gz`.
+ * long names), zip (entry by entry through `clip/formats/zip.ts`) and single-file `.gz`.
  *
  * Safety: entry names are normalised and must stay inside the destination (no absolute paths, no
  * `..`, no NUL); symbolic and hard links, devices and FIFOs are skipped and reported; the number of
@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { fileSource, ZipReader } from "../clip/zip.ts";
+import { fileSource, ZipReader } from "../clip/formats/zip.ts";
 
 /** Limits and callbacks of the extractors. */
 export interface ExtractOptions {
@@ -357,7 +357,7 @@ export async function extractTarFile(
   }
 }
 
-/** Extract a zip file into `dest`, one entry at a time (through `clip/zip.ts`). */
+/** Extract a zip file into `dest`, one entry at a time (through `clip/formats/zip.ts`). */
 export async function extractZipFile(
   path: string,
   dest: string,

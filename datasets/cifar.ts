@@ -1,13 +1,13 @@
 /**
  * CIFAR-10 / CIFAR-100 from their "python version" pickles (torchvision's layout:
  * `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}` and
- * `cifar-100-python/{train,test,meta}`), read with the safe unpickler of `clip/pickle.ts`
+ * `cifar-100-python/{train,test,meta}`), read with the safe unpickler of `clip/formats/pickle.ts`
  * (`encoding: "latin1"`, as torchvision does). Rows of 3072 bytes (1024 R, 1024 G, 1024 B) come out
  * as interleaved RGB 32×32 images.
  *
  * @module
  */
-import { isNumpyArray, unpickle } from "../clip/pickle.ts";
+import { isNumpyArray, unpickle } from "../clip/formats/pickle.ts";
 import type { Dataset, DecodedImage, Example, Split } from "./types.ts";
 import { checkIndex } from "./types.ts";
 

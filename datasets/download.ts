@@ -1,6 +1,6 @@
 /**
  * Dataset downloads: fetch every file of a dataset (HTTP Range resume, retries and sha256 through
- * `clip/download.ts`; torchvision's md5 checked here with node:crypto), extract the archives into
+ * `clip/download/download.ts`; torchvision's md5 checked here with node:crypto), extract the archives into
  * a temporary folder beside the target, write the `.complete` marker last, then rename the folder
  * into place. An interrupted run therefore never leaves a folder that looks complete: either the
  * dataset folder exists with its marker, or it does not exist. Partial downloads are kept under
@@ -9,8 +9,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { downloadFile } from "../clip/download.ts";
-import { ProgressBar } from "../clip/progress.ts";
+import { downloadFile } from "../clip/download/download.ts";
+import { ProgressBar } from "../clip/download/progress.ts";
 import { type ArchiveKind, extractArchive } from "./archive.ts";
 import { type DatasetSource, manualSteps, type SourceFile, SOURCES } from "./sources.ts";
 

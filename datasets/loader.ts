@@ -32,7 +32,7 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { defaultWorkerCount, WorkerPool } from "./pool.ts";
 import { hashSeed, Rng } from "./rng.ts";
 import { normalizeTransform, type TransformSpec } from "./transforms.ts";

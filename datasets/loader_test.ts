@@ -5,7 +5,7 @@ import {
   rejects as assertRejects,
 } from "node:assert/strict";
 import sharp from "sharp";
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { type Batch, batches, batchesPerEpoch, epochOrder, type LoaderStats } from "./loader.ts";
 import { WorkerPool } from "./pool.ts";
 import { applyTransform, normalizeImage, trainTransform } from "./transforms.ts";

@@ -10,7 +10,7 @@
  * - {@linkcode normalizeTransform}: `ToTensor` + `Normalize` only (images already at size).
  *
  * Outputs are HWC `Float32Array`s (NHWC once batched), computed in float32 like torch.
- * Encoded files are decoded in their PIL mode and resampled with PIL's rules (`clip/image.ts`),
+ * Encoded files are decoded in their PIL mode and resampled with PIL's rules (`clip/images/image.ts`),
  * then converted to RGB, as the reference's `_convert_image_to_rgb` after the crop does.
  *
  * @module
@@ -20,17 +20,17 @@ import {
   decodePixels,
   resizeLikePil,
   toRgb,
-} from "../clip/image.ts";
+} from "../clip/images/image.ts";
 import { Rng } from "./rng.ts";
 import { type DecodedImage, isDecoded } from "./types.ts";
 
 /**
  * A decoded image in its file's PIL mode (`"L"`, `"RGB"`, `"RGBA"`, …) with its channel count,
- * as `clip/image.ts`'s `decodePixels` returns it.
+ * as `clip/images/image.ts`'s `decodePixels` returns it.
  */
 export type PilImage = ModeImage;
 
-// CLIP's normalisation constants (the same values as `clip/preprocess.ts`, which this module
+// CLIP's normalisation constants (the same values as `clip/images/preprocess.ts`, which this module
 // does not import: that one loads TensorFlow.js, and this one runs inside worker threads).
 const CLIP_MEAN: readonly number[] = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD: readonly number[] = [0.26862954, 0.26130258, 0.27577711];

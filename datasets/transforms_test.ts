@@ -12,8 +12,8 @@ import {
   preprocessImage,
   preprocessPixels,
   resizeShortestSide,
-} from "../clip/preprocess.ts";
-import { resizeLikePil } from "../clip/image.ts";
+} from "../clip/images/preprocess.ts";
+import { resizeLikePil } from "../clip/images/image.ts";
 import { Rng } from "./rng.ts";
 import {
   applyTransform,

@@ -14,9 +14,9 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 
 /** Options of {@link injectLora}. */
 export interface LoraOptions {

@@ -1,5 +1,5 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipConfig, ClipModel } from "../clip/types.ts";
 import { buildClip, Clip, MODEL_CONFIGS, randomStateDict, stateDictShapes } from "../clip/model.ts";
 import {

@@ -10,10 +10,10 @@
  * `ogd/_real_data.ts`); images and labels are the real ones.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { tf } from "../clip/tf.ts";
-import { initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
-import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
 import type { ClipModel } from "../clip/types.ts";
 import { loadDataset } from "../datasets/registry.ts";
 import { evaluateDataset } from "../methods/evaluate.ts";

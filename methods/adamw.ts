@@ -12,8 +12,8 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import { tf } from "../clip/backends/tf.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 
 /** Hyperparameters of {@link AdamW}. */
 export interface AdamWOptions {

@@ -1,4 +1,4 @@
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { assertAllClose, assertEquals } from "./_testing.ts";
 import { AdamW } from "./adamw.ts";
 
@@ -81,7 +81,7 @@ Deno.test("AdamW state round-trips and resumes identically; tensors stay flat", 
 });
 
 Deno.test("AdamW: the fused host update equals the tensor update (cpu-blas vs wasm)", async () => {
-  const { availableBackends } = await import("../clip/backend.ts");
+  const { availableBackends } = await import("../clip/backends/backend.ts");
   const names = await availableBackends();
   const host = names.find((n) => n === "cpu-blas" || n === "cpu")!;
   const other = names.includes("wasm") ? "wasm" : undefined;

@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import { tf } from "../clip/backends/tf.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { isBufferKey } from "./params.ts";
 
 /** Named variables (a model's `params`, or a standalone averaged copy). */

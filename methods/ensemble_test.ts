@@ -1,5 +1,5 @@
-import { tf } from "../clip/tf.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import { tf } from "../clip/backends/tf.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { assertAllClose, assertEquals } from "./_testing.ts";
 import {
   cloneVars,

@@ -5,15 +5,15 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import { zeroShotHead } from "../clip/zeroshot.ts";
-import { tokenize, type Tokenizer } from "../clip/tokenizer.ts";
+import { tokenize, type Tokenizer } from "../clip/tokenizers/tokenizer.ts";
 import type { Dataset } from "../datasets/types.ts";
 import { batches } from "../datasets/loader.ts";
 import { evalTransform } from "../datasets/transforms.ts";
 import { parseCsv, stringifyCsv } from "../datasets/csv.ts";
-import { writeFileAtomic } from "../clip/safetensors.ts";
+import { writeFileAtomic } from "../clip/formats/safetensors.ts";
 import { normalizeRows } from "./losses.ts";
 
 /**

@@ -1,5 +1,5 @@
-import { tf } from "../clip/tf.ts";
-import { initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
 import type { Dataset } from "../datasets/types.ts";
 import { assertAlmostEquals, assertEquals, TINY } from "./_testing.ts";

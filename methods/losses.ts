@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { blockedColumnSum } from "../clip/layers.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { assertAllClose, assertAlmostEquals } from "./_testing.ts";
 import {
   clipLogits,

@@ -2,11 +2,11 @@
  * Step-level parity with the PyTorch reference loop: `../shared/fixtures/clip/<model>.train-steps.json`
  * (4 steps of finetune and ZSCL from the same start weights; recipe in the file's `setup`).
  */
-import { tf } from "../clip/tf.ts";
-import { readCheckpoint } from "../clip/checkpoint.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { buildClip } from "../clip/model.ts";
-import { initBackend } from "../clip/backend.ts";
-import { loadTokenizer, tokenize } from "../clip/tokenizer.ts";
+import { initBackend } from "../clip/backends/backend.ts";
+import { loadTokenizer, tokenize } from "../clip/tokenizers/tokenizer.ts";
 import { readF32, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
 import { assert } from "./_testing.ts";
 import "./presets.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "../clip/safetensors.ts";
+import { writeFileAtomic } from "../clip/formats/safetensors.ts";
 import type { AccuracyMatrix } from "./metrics.ts";
 
 const FONT = "DejaVu Sans, Arial, Helvetica, sans-serif";

@@ -8,9 +8,9 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { buildClip } from "../clip/model.ts";
 import {
   clipLogits,

@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipConfig } from "../clip/types.ts";
 import { buildClip, type Clip, randomStateDict } from "../clip/model.ts";
-import { WordTokenizer } from "../clip/word_tokenizer.ts";
+import { WordTokenizer } from "../clip/tokenizers/word_tokenizer.ts";
 import {
   SYNTH_ATTRIBUTE_NAMES,
   SYNTH_TEMPLATES,
@@ -18,7 +18,7 @@ import {
 import { normalizeImage } from "../datasets/transforms.ts";
 import { AdamW } from "./adamw.ts";
 import { cosineLr } from "./schedule.ts";
-import { ProgressBar } from "../clip/progress.ts";
+import { ProgressBar } from "../clip/download/progress.ts";
 
 /** Options of {@link pretrainSynthClip}. */
 export interface PretrainSynthOptions {

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "../clip/safetensors.ts";
+import { writeFileAtomic } from "../clip/formats/safetensors.ts";
 import { type AccuracyMatrix, type MtilScores, mtilScores, roundScores } from "./metrics.ts";
 
 /** Top-1 / top-5 accuracy in percent. */

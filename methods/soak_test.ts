@@ -1,5 +1,5 @@
-import { tf } from "../clip/tf.ts";
-import { availableBackends } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { availableBackends } from "../clip/backends/backend.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
 import { assert, TINY } from "./_testing.ts";
 import "./presets.ts";

@@ -8,9 +8,9 @@
  *
  * @module
  */
-import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
-import type { StateDict } from "../clip/state_dict.ts";
-import { tf } from "../clip/tf.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { TrainRun } from "./train.ts";
 
 /** Marker stored in the metadata of a training-state file. */

@@ -16,9 +16,9 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";

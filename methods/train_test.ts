@@ -1,7 +1,7 @@
-import { tf } from "../clip/tf.ts";
-import { initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { assert, assertAllClose, assertEquals, TINY } from "./_testing.ts";
 import "./presets.ts";
 import { virtualVocab } from "./presets.ts";

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { Dataset } from "../datasets/types.ts";
 import { formatTemplate } from "../datasets/types.ts";

@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { readCheckpoint } from "../clip/checkpoint.ts";
-import { readSafetensors, writeFileAtomic, writeSafetensors } from "../clip/safetensors.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import { readCheckpoint } from "../clip/formats/checkpoint.ts";
+import { readSafetensors, writeFileAtomic, writeSafetensors } from "../clip/formats/safetensors.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { type Basis, stackBases } from "./basis.ts";
 import { type Snapshots, snapshotsToBases } from "./track.ts";
 

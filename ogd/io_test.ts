@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../methods/_testing.ts";
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { dot, orthonormalityError } from "./basis.ts";
 import { loadBases, loadSnapshots, mergeBasisFiles, saveBases, saveSnapshots } from "./io.ts";
 import { GradientSnapshots, shouldTrackParam, snapshotIterations } from "./track.ts";

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import { tf } from "../clip/backends/tf.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { TrainPart, TrainRun } from "../methods/train.ts";
 import type { Basis } from "./basis.ts";
 import { GradientSnapshots, shouldTrackParam, type Snapshots } from "./track.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { type Basis, orthonormalizeRows, stackBases } from "./basis.ts";
 
 /**

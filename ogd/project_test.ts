@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertThrows } from "../methods/_testing.ts";
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { type Basis, dot, orthonormalizeRows, projectOutF64, stackBases } from "./basis.ts";
 import { OgdProjector, projectOrthogonal } from "./project.ts";
 import { randn, randomOrthonormal } from "./_testing.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { type Basis, snapshotBasis } from "./basis.ts";
 
 /**

@@ -21,8 +21,8 @@
  * weight's change out of task 1's gradient directions. That test checks the mechanics only.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { tf } from "../clip/tf.ts";
-import { initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
 import { loadDataset } from "../datasets/registry.ts";
 import type { Dataset } from "../datasets/types.ts";
@@ -31,9 +31,9 @@ import { ceLoss, disposeRun, train, type TrainOptions, type TrainPart } from "..
 import { type Basis, dot, orthonormalityError, orthonormalizeRows, stackBases } from "./basis.ts";
 import { loadBases, mergeBasisFiles } from "./io.ts";
 import { ogdPart } from "./part.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import { adapterStateDict, injectLora, loadAdapterStateDict, removeLora } from "../lora/lora.ts";
-import { readCheckpoint } from "../clip/checkpoint.ts";
+import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { parseTrainArgs, runTrain } from "../tasks/train.ts";
 import { fashion, HAS_FMNIST, makeTask, relabel, WORDS_B, writeMnistTrain } from "./_real_data.ts";
 

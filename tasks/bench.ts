@@ -22,8 +22,8 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
-import { tf } from "../clip/tf.ts";
-import { availableBackends, initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { availableBackends, initBackend } from "../clip/backends/backend.ts";
 import { buildClip, MODEL_CONFIGS, randomStateDict } from "../clip/model.ts";
 import type { ClipConfig, ClipModel } from "../clip/types.ts";
 import { AdamW } from "../methods/adamw.ts";

@@ -7,9 +7,9 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
-import { initBackend } from "../clip/backend.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { buildClip, MODEL_CONFIGS, randomStateDict } from "../clip/model.ts";
-import { tf } from "../clip/tf.ts";
+import { tf } from "../clip/backends/tf.ts";
 import { ceLoss, createRun, disposeRun, runSteps, type TrainTask } from "../methods/train.ts";
 import { injectLora, loraParameterCounts } from "../lora/lora.ts";
 

@@ -14,7 +14,7 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
-import { initBackend } from "../clip/backend.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH } from "../clip/load.ts";
 import { SYNTH_ORDER } from "../datasets/synth.ts";
 import { formatMatrix, formatScores, parseSequenceArgs, runSequenceArgs } from "./sequence.ts";

@@ -13,10 +13,10 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
-import { tf } from "../clip/tf.ts";
-import { initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
-import { readCheckpoint } from "../clip/checkpoint.ts";
+import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { classify, zeroShotHead } from "../clip/zeroshot.ts";
 import { wiseFt } from "../methods/ensemble.ts";
 import { appendAllResults } from "../methods/evaluate.ts";

@@ -1,7 +1,7 @@
 import { assert, assertAlmostEquals, assertEquals } from "../methods/_testing.ts";
 import { runEval } from "./eval.ts";
 import { randomStateDict } from "../clip/model.ts";
-import { saveCheckpoint } from "../clip/checkpoint.ts";
+import { saveCheckpoint } from "../clip/formats/checkpoint.ts";
 import { HAS_SHARED, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
 import { wiseFt } from "../methods/ensemble.ts";
 import type { ClipConfig } from "../clip/types.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
-import { initBackend } from "../clip/backend.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH, saveClip } from "../clip/load.ts";
 import { pretrainSynthClip, synthPretrainConfig } from "../methods/pretrain.ts";
 import { evaluateDataset } from "../methods/evaluate.ts";

@@ -24,9 +24,9 @@ import {
   TRAIN_FLAGS,
   type TrainArgs,
 } from "./train.ts";
-import { initBackend } from "../clip/backend.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
-import { readCheckpoint } from "../clip/checkpoint.ts";
+import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { learningRates, resolveOrder } from "../methods/protocol.ts";
 import { type Accuracy, runSequence, type SequenceMatrix } from "../methods/sequence.ts";
 import { type MtilScores, roundScores } from "../methods/metrics.ts";

@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { formatMatrix, parseSequenceArgs, runSequenceArgs } from "./sequence.ts";
 import type { SequenceMatrix } from "../methods/sequence.ts";
-import { initBackend } from "../clip/backend.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 
 const ORDER = "Synth-shape,Synth-colour,Synth-texture";
 

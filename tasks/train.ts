@@ -15,13 +15,13 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
-import { tf } from "../clip/tf.ts";
-import { initBackend } from "../clip/backend.ts";
+import { tf } from "../clip/backends/tf.ts";
+import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip, tokenizerMeta } from "../clip/load.ts";
-import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
-import type { StateDict } from "../clip/state_dict.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
-import { ProgressBar } from "../clip/progress.ts";
+import { ProgressBar } from "../clip/download/progress.ts";
 import { loadDataset, loadSentences } from "../datasets/registry.ts";
 import { evalTransform, trainTransform } from "../datasets/transforms.ts";
 import { type Dataset, formatTemplate } from "../datasets/types.ts";
@@ -46,7 +46,7 @@ import { ExemplarMemory } from "../methods/icarl.ts";
 import { normalizeRows } from "../methods/losses.ts";
 import { batches } from "../datasets/loader.ts";
 import { Rng } from "../datasets/rng.ts";
-import { removeStaleTemps, writeFileAtomic } from "../clip/safetensors.ts";
+import { removeStaleTemps, writeFileAtomic } from "../clip/formats/safetensors.ts";
 import { SynthCaptions } from "../datasets/synth.ts";
 import {
   adapterStateDict,

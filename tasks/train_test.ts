@@ -2,7 +2,7 @@ import { assert, assertAllClose, assertEquals } from "../methods/_testing.ts";
 import { normalizeFlags, parseTrainArgs } from "./train.ts";
 import { parseEvalArgs } from "./eval.ts";
 import { randomStateDict } from "../clip/model.ts";
-import { readCheckpoint, saveCheckpoint } from "../clip/checkpoint.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
 import { HAS_SHARED, sharedPath } from "../clip/_testing.ts";
 
 Deno.test("both flag spellings parse to the same arguments", () => {

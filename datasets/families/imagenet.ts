@@ -21,7 +21,7 @@
  */
 import { Rng } from "../rng.ts";
 import { cropImage } from "../transforms.ts";
-import { decodeImage } from "../../clip/image.ts";
+import { decodeImage } from "../../clip/images/image.ts";
 import type { Example } from "../types.ts";
 import {
   FileDataset,

@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { readCheckpoint, readCheckpointBytes, saveCheckpoint } from "./checkpoint.ts";
-import { sharedPath, skipWithoutShared } from "./_testing.ts";
+import { sharedPath, skipWithoutShared } from "../_testing.ts";
 import type { StateDict } from "./state_dict.ts";
 
 const FIXTURES = [

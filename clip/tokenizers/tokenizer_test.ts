@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { sharedPath, skipWithoutShared } from "./_testing.ts";
+import { sharedPath, skipWithoutShared } from "../_testing.ts";
 import {
   bytesToUnicode,
   cleanText,
@@ -9,7 +9,7 @@ import {
   tokenize,
   type Tokenizer,
 } from "./tokenizer.ts";
-import { tf } from "./tf.ts";
+import { tf } from "../backends/tf.ts";
 
 interface Case {
   text: string;

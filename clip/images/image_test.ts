@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
-import { sharedPath, skipWithoutShared } from "./_testing.ts";
+import { sharedPath, skipWithoutShared } from "../_testing.ts";
 import {
   decodeImage,
   decodePixels,

@@ -1,6 +1,6 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import { words, WordTokenizer } from "./word_tokenizer.ts";
-import { tf } from "./tf.ts";
+import { tf } from "../backends/tf.ts";
 
 Deno.test("words: lowercases and drops punctuation", () => {
   deepStrictEqual(words("A photo of a Red circle."), ["a", "photo", "of", "a", "red", "circle"]);

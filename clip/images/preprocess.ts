@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { tf } from "./tf.ts";
+import type { tf } from "../backends/tf.ts";
 import {
   type Box,
   type DecodedPixels,
@@ -132,7 +132,7 @@ export function makePreprocess(
 ): (bytes: Uint8Array) => Promise<tf.Tensor3D> {
   return async (bytes) => {
     const pixels = await preprocessImage(bytes, nPx, opts);
-    const { tf } = await import("./tf.ts");
+    const { tf } = await import("../backends/tf.ts");
     return tf.tensor3d(pixels, [nPx, nPx, 3], "float32");
   };
 }

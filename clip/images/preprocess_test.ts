@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
+import { readF32, sharedPath, skipWithoutShared } from "../_testing.ts";
 import {
   centerCrop,
   centerCropBox,
@@ -11,7 +11,7 @@ import {
   resizeShortestSide,
 } from "./preprocess.ts";
 import type { DecoderName } from "./image.ts";
-import { tf } from "./tf.ts";
+import { tf } from "../backends/tf.ts";
 
 interface PreCase {
   image: string;

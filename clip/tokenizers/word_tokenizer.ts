@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { tf } from "./tf.ts";
-import type { TextTokenizer } from "./types.ts";
+import { tf } from "../backends/tf.ts";
+import type { TextTokenizer } from "../types.ts";
 
 const UNK = "<unk>";
 

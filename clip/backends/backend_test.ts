@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { tf } from "./tf.ts";
 import { availableBackends, BACKEND_NAMES, backendReport, initBackend } from "./backend.ts";
-import { buildClip, randomStateDict } from "./model.ts";
-import type { ClipConfig } from "./types.ts";
+import { buildClip, randomStateDict } from "../model.ts";
+import type { ClipConfig } from "../types.ts";
 
 const AVAILABLE = await availableBackends();
 console.error(`backends that load here: ${AVAILABLE.join(", ")}`);

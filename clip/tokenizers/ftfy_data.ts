@@ -1,6 +1,6 @@
 /**
  * Data of ftfy 6.3.1's `fix_encoding`: single-byte codec tables and regular
- * expressions, converted from Python by `clip/testdata/make_ftfy_data.py`. Do not edit by hand.
+ * expressions, converted from Python by `clip/tokenizers/testdata/make_ftfy_data.py`. Do not edit by hand.
  *
  * @module
  */

@@ -10,9 +10,9 @@
  * @module
  */
 import { gunzipSync } from "fflate";
-import { tf } from "./tf.ts";
+import { tf } from "../backends/tf.ts";
 import { fixText, htmlUnescape } from "./ftfy.ts";
-import { BPE_VOCAB, resolveBpeVocab } from "./registry.ts";
+import { BPE_VOCAB, resolveBpeVocab } from "../registry.ts";
 
 /** File name of the merges file in the cache directory. */
 export const BPE_VOCAB_FILE: string = BPE_VOCAB.fileName;
