@@ -18,7 +18,8 @@ import type { ClipModel } from "../clip/types.ts";
 import { loadDataset } from "../datasets/registry.ts";
 import { evaluateDataset } from "../methods/evaluate.ts";
 import { ceLoss, disposeRun, train } from "../methods/train.ts";
-import { parseTrainArgs, runTrain } from "../tasks/train.ts";
+import { runTrainFlags } from "../tasks/train.ts";
+import { parseFlags } from "../tasks/train_flags.ts";
 import {
   adapterStateDict,
   injectLora,
@@ -222,7 +223,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "lora_cli_test_" });
     const ds = "Synth-shape";
     try {
-      const r = await runTrain(parseTrainArgs([
+      const r = await runTrainFlags(parseFlags([
         "--model",
         "synth-tiny",
         "--train-dataset",
@@ -245,7 +246,7 @@ Deno.test({
         "wasm",
         "--quiet",
       ]));
-      assert(r.finished);
+      assert(r[0].finished);
       const merged = await readCheckpoint(`${dir}/out/${ds}.safetensors`);
       const adapters = await readCheckpoint(`${dir}/out/${ds}.lora.safetensors`);
       assert([...adapters.stateDict.keys()].every((k) => /\.lora_[AB]$/.test(k)));

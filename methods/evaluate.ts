@@ -15,6 +15,10 @@ import { evalTransform } from "../datasets/transforms.ts";
 import { parseCsv, stringifyCsv } from "../datasets/csv.ts";
 import { writeFileAtomic } from "../clip/formats/safetensors.ts";
 import { normalizeRows } from "./losses.ts";
+import { loadDataset } from "../datasets/registry.ts";
+import { ProgressBar } from "../clip/download/progress.ts";
+import { assignVars, cloneVars, disposeVars } from "./ensemble.ts";
+import type { LogLevel } from "./method.ts";
 
 /**
  * Token ids `[n, contextLength]` for a model: its own tokenizer when it carries one (the word
@@ -48,6 +52,8 @@ export interface EvaluateOptions {
   batchSize?: number;
   /** Evaluate only the first `limit` images (default all). */
   limit?: number;
+  /** Stop after this many batches (the reference's `--max-evaluation-size`; default all). */
+  maxBatches?: number;
   /** Templates (default: the dataset's). */
   templates?: string[];
   /** A precomputed head `[E, C]` (default: built from the templates). */
@@ -86,7 +92,11 @@ export async function evaluateDataset(
     await zeroShotHead(model, dataset.classnames, options.templates ?? dataset.templates, {
       tokenizer: options.tokenizer,
     });
-  const total = Math.min(dataset.length, options.limit ?? Infinity);
+  const total = Math.min(
+    dataset.length,
+    options.limit ?? Infinity,
+    (options.maxBatches ?? Infinity) * (options.batchSize ?? 64),
+  );
   let n = 0, h1 = 0, h5 = 0;
   try {
     for await (
@@ -169,4 +179,98 @@ export async function appendAllResults(
   const time = new Date().toISOString();
   for (const r of results) rows.push([time, model, r.dataset, r.top1, r.top5, r.n, note]);
   await writeFileAtomic(path, new TextEncoder().encode(text + stringifyCsv(rows)));
+}
+
+/** Options of {@link evaluate}. */
+export interface EvaluateAllOptions {
+  /** Root folder of the datasets (default `./data`). */
+  dataRoot?: string;
+  /** Images per batch (default 128). */
+  batchSize?: number;
+  /** Images per dataset (default all). */
+  limit?: number;
+  /** Batches per dataset (default all). */
+  maxBatches?: number;
+  /** Loader worker threads (default 0). */
+  workers?: number;
+  /** Evaluate these weights (keyed like `model.params`) instead of the model's own. */
+  weights?: ReadonlyMap<string, tf.Tensor>;
+  /** What to print (default `progress`: a bar and one result line per dataset). */
+  log?: LogLevel;
+  /** Record `metrics_<Dataset>.csv` rows in this folder (at `iteration`). */
+  metricsDir?: string;
+  /** Iteration the metrics rows are recorded under (default 0). */
+  iteration?: number;
+}
+
+/**
+ * Zero-shot top-1 / top-5 of `model` on each dataset's test split, as the reference evaluates.
+ *
+ * @example
+ * ```ts
+ * import { loadClip } from "jsr:@mtil/mtil/clip";
+ * import { evaluate } from "jsr:@mtil/mtil/methods";
+ *
+ * const { model } = await loadClip("synth-tiny");
+ * const [shape] = await evaluate(model, ["Synth-shape"], { limit: 64, log: "silent" });
+ * console.log(`${shape.dataset}: top-1 ${shape.top1.toFixed(1)}%`);
+ * model.dispose();
+ * ```
+ */
+export async function evaluate(
+  model: ClipModel,
+  datasets: readonly (string | Dataset)[],
+  options: EvaluateAllOptions = {},
+): Promise<EvalResult[]> {
+  const level = options.log ?? "progress";
+  const saved = options.weights && options.weights !== model.params
+    ? cloneVars(model.params)
+    : undefined;
+  if (saved) assignVars(model.params, options.weights!);
+  const out: EvalResult[] = [];
+  try {
+    for (const d of datasets) {
+      const ds = typeof d === "string"
+        ? await loadDataset(d, { root: options.dataRoot ?? "./data", split: "test" })
+        : d;
+      const bs = options.batchSize ?? 128;
+      const total = Math.min(
+        ds.length,
+        options.limit ?? Infinity,
+        (options.maxBatches ?? Infinity) * bs,
+      );
+      const bar = level === "silent"
+        ? undefined
+        : new ProgressBar({ total, label: `eval ${ds.name}`, unit: "img" });
+      let last = 0;
+      const r = await evaluateDataset(model, ds, {
+        batchSize: bs,
+        limit: options.limit,
+        maxBatches: options.maxBatches,
+        workers: options.workers,
+        onProgress: (done) => {
+          bar?.tick(done - last);
+          last = done;
+        },
+      });
+      bar?.done();
+      const it = options.iteration ?? 0;
+      if (level !== "silent") {
+        console.log(
+          `${ds.name} @${it}: top-1 ${r.top1.toFixed(2)}%  top-5 ${r.top5.toFixed(2)}%  (${r.n})`,
+        );
+      }
+      if (options.metricsDir) {
+        await Deno.mkdir(options.metricsDir, { recursive: true });
+        await recordMetrics(`${options.metricsDir}/metrics_${ds.name}.csv`, it, r.top1, r.top5);
+      }
+      out.push(r);
+    }
+  } finally {
+    if (saved) {
+      assignVars(model.params, saved);
+      disposeVars(saved);
+    }
+  }
+  return out;
 }

@@ -6,6 +6,14 @@
  *
  * @module
  */
+import { tf } from "../clip/backends/tf.ts";
+import type { ClipModel } from "../clip/types.ts";
+import type { StateDict } from "../clip/formats/state_dict.ts";
+import type { Dataset } from "../datasets/types.ts";
+import { batches } from "../datasets/loader.ts";
+import { evalTransform } from "../datasets/transforms.ts";
+import { Rng } from "../datasets/rng.ts";
+import { normalizeRows } from "./losses.ts";
 
 /**
  * Herding: pick `m` rows of `features` (`n × dim`, row-major) greedily so that the running mean
@@ -156,5 +164,63 @@ export class ExemplarMemory {
     const m = new ExemplarMemory(j.capacity);
     for (const t of j.tasks) m.#tasks.push({ task: t.task, byClass: new Map(t.byClass) });
     return m;
+  }
+}
+
+/** What {@link herdingFeatures} computes over a task's candidate images. */
+export interface HerdingFeatures {
+  /** Dataset indices of the candidates. */
+  indices: number[];
+  /** Their labels. */
+  labels: number[];
+  /** Normalised image features `[n, dim]`, row-major. */
+  features: Float32Array;
+  /** Feature width. */
+  dim: number;
+}
+
+/**
+ * Normalised image features of `candidates` seeded-random training images of `dataset`, computed
+ * with `weights` swapped into `model` (the weights the task saved), for herding.
+ */
+export async function herdingFeatures(
+  model: ClipModel,
+  weights: StateDict,
+  dataset: Dataset,
+  options: { candidates: number; seed: number; batchSize: number; workers?: number },
+): Promise<HerdingFeatures> {
+  const saved = model.stateDict();
+  model.loadStateDict(weights, { strict: false });
+  try {
+    const n = Math.min(dataset.length, options.candidates);
+    const indices = new Rng(options.seed).permutation(dataset.length).slice(0, n);
+    const sub: Dataset = { ...dataset, length: n, get: (i) => dataset.get(indices[i]) };
+    const dim = model.config.embedDim;
+    const features = new Float32Array(n * dim);
+    const labels: number[] = [];
+    let off = 0;
+    const training = model.training;
+    model.training = false;
+    try {
+      for await (
+        const b of batches(sub, {
+          batchSize: options.batchSize,
+          transform: evalTransform(model.config.imageResolution),
+          workers: options.workers ?? 0,
+        })
+      ) {
+        const f = tf.tidy(() => normalizeRows(model.encodeImage(b.images)));
+        const data = f.dataSync() as Float32Array;
+        features.set(data, off);
+        off += data.length;
+        labels.push(...b.labels.dataSync());
+        tf.dispose([f, b.images, b.labels]);
+      }
+    } finally {
+      model.training = training;
+    }
+    return { indices: Array.from(indices), labels, features, dim };
+  } finally {
+    model.loadStateDict(saved, { strict: false });
   }
 }

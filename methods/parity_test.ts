@@ -9,7 +9,7 @@ import { initBackend } from "../clip/backends/backend.ts";
 import { loadTokenizer, tokenize } from "../clip/tokenizers/tokenizer.ts";
 import { readF32, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
 import { assert } from "./_testing.ts";
-import "./presets.ts";
+import { baseParts, zsclPart } from "./presets.ts";
 import { torchNormF32 } from "./_torch_norm.ts";
 import { disposeRun, train, type TrainTask, weightsToSave } from "./train.ts";
 
@@ -168,23 +168,23 @@ async function parity(file: string, method: string) {
     warmupLength: r.warmup,
     finalStep: false, // the fixture runs exactly its four steps
     trainMode: "whole",
-    method,
-    methodOptions: {
-      labelSmoothing: r.labelSmoothing,
-      l2: r.l2,
-      we: true,
-      avgFreq: r.avgFreq,
-      T: r.T,
-      refTexts,
-      refImages: (s: number) => Promise.resolve(stepImages(refImages, fx.ref_images.shape, s)),
-    },
-    // record the reference-style norms of the step's gradients
-    parts: [{
-      name: "reference-norms",
-      transformGrads(_run, step, grads) {
-        refNorms[step] = Object.fromEntries(names.map((n) => [n, norm(grads.get(n)!)]));
+    parts: [
+      ...baseParts({ labelSmoothing: r.labelSmoothing, l2: r.l2, we: true, avgFreq: r.avgFreq }),
+      ...(method === "ZSCL"
+        ? [zsclPart({
+          T: r.T,
+          refTexts,
+          refImages: (s: number) => Promise.resolve(stepImages(refImages, fx.ref_images.shape, s)),
+        })]
+        : []),
+      // record the reference-style norms of the step's gradients
+      {
+        name: "reference-norms",
+        transformGrads(_run, step, grads) {
+          refNorms[step] = Object.fromEntries(names.map((n) => [n, norm(grads.get(n)!)]));
+        },
       },
-    }],
+    ],
   });
   try {
     assert(records.length === expected.steps.length, "step count");

@@ -1,10 +1,10 @@
 /**
- * The methods of the seed as presets of training parts: `finetune`, `lwf` (and LwF-VR), `ZSCL`
- * and `icarl`. Importing this module registers them (see `registerMethod` in `train.ts`).
+ * The training parts of the reference's methods: the common ones ({@link baseParts}), ZSCL's
+ * distillation, LwF (and LwF-VR) and iCaRL's exemplar replay. The method factories of
+ * `builtin.ts` compose them; tests and custom loops use them directly.
  *
- * Every preset starts with the common parts ({@link baseParts}): cross-entropy with label
- * smoothing, L2 to the start weights (`l2 > 0`), weight averaging (`we`, `weWise`, `movingAvg`)
- * and `wiseMerge`.
+ * The common parts ({@link baseParts}) are cross-entropy with label smoothing, L2 to the start
+ * weights (`l2 > 0`), weight averaging (`we`, `weWise`, `movingAvg`) and `wiseMerge`.
  *
  * @module
  */
@@ -24,7 +24,6 @@ import {
   ceLoss,
   l2Loss,
   type LossTerms,
-  registerMethod,
   type TrainBatch,
   type TrainPart,
   type TrainRun,
@@ -33,7 +32,7 @@ import {
 } from "./train.ts";
 import type { MovingAvgAnchor } from "./ensemble.ts";
 
-/** Options shared by every preset (the seed's flags, camel-cased). */
+/** Options of the common parts (the seed's flags, camel-cased). */
 export interface BaseMethodOptions {
   /** Label smoothing (`--ls`). */
   labelSmoothing?: number;
@@ -68,8 +67,10 @@ function sdTensors(sd: StateDict): Map<string, tf.Tensor> {
 }
 
 /** The common parts from {@link BaseMethodOptions}. */
-export function baseParts(o: BaseMethodOptions): TrainPart[] {
-  const parts: TrainPart[] = [ceLoss({ labelSmoothing: o.labelSmoothing ?? 0 })];
+export function baseParts(o: BaseMethodOptions & { crossEntropy?: boolean }): TrainPart[] {
+  const parts: TrainPart[] = o.crossEntropy === false
+    ? []
+    : [ceLoss({ labelSmoothing: o.labelSmoothing ?? 0 })];
   if ((o.l2 ?? 0) > 0) parts.push(l2Loss(o.l2!));
   const avg = {
     avgFreq: o.avgFreq,
@@ -368,17 +369,3 @@ export function icarlPart(o: IcarlOptions): TrainPart {
     },
   };
 }
-
-registerMethod("finetune", (_m, _t, o) => baseParts(o as BaseMethodOptions));
-registerMethod("ZSCL", (_m, _t, o) => [
-  ...baseParts(o as BaseMethodOptions),
-  zsclPart(o as unknown as ZsclOptions),
-]);
-registerMethod("lwf", (_m, _t, o) => [
-  ...baseParts(o as BaseMethodOptions),
-  lwfPart(o as LwfOptions),
-]);
-registerMethod("icarl", (_m, _t, o) => [
-  ...baseParts(o as BaseMethodOptions),
-  icarlPart(o as unknown as IcarlOptions),
-]);

@@ -32,7 +32,7 @@ export interface SequenceTaskContext {
   previousCheckpoint?: string;
 }
 
-/** Options of {@link runSequence}. */
+/** Options of {@link sequenceLoop}. */
 export interface SequenceOptions {
   /** Training tasks (dataset names) in order. */
   order: string[];
@@ -68,7 +68,7 @@ export interface SequenceMatrix extends AccuracyMatrix {
   completed: number;
 }
 
-/** What {@link runSequence} returns. */
+/** What {@link sequenceLoop} returns. */
 export interface SequenceResult {
   /** The accuracy matrix (complete when `finished`). */
   matrix: SequenceMatrix;
@@ -118,7 +118,7 @@ export function matrixCsv(m: SequenceMatrix): string {
 }
 
 /** Run (or continue) a task sequence; see the module documentation. */
-export async function runSequence(options: SequenceOptions): Promise<SequenceResult> {
+export async function sequenceLoop(options: SequenceOptions): Promise<SequenceResult> {
   const dir = options.saveDir;
   const evalDatasets = options.evalDatasets ?? options.order;
   for (const t of options.order) {

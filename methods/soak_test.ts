@@ -2,7 +2,7 @@ import { tf } from "../clip/backends/tf.ts";
 import { availableBackends } from "../clip/backends/backend.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
 import { assert, TINY } from "./_testing.ts";
-import "./presets.ts";
+import { baseParts } from "./presets.ts";
 import { createRun, disposeRun, runSteps, type TrainTask } from "./train.ts";
 
 /** 500 training steps (finetune + L2 + weight ensembling) on each backend that loads here. */
@@ -34,8 +34,7 @@ for (const backend of await availableBackends()) {
       iterations: 500,
       lr: 1e-4,
       warmupLength: 10,
-      method: "finetune",
-      methodOptions: { labelSmoothing: 0.1, l2: 1, we: true, avgFreq: 5 },
+      parts: baseParts({ labelSmoothing: 0.1, l2: 1, we: true, avgFreq: 5 }),
       onStep: (rec) => {
         if (rec.step === 9 || rec.step === 499) counts.push(tf.memory().numTensors);
         if (rec.step % 100 === 99) rss.push(Deno.memoryUsage().rss / 2 ** 20);

@@ -6,9 +6,9 @@
  *   `afterStep`, `end`, plus state for resume),
  * - the **optimizer** ({@link AdamW}) with a learning-rate schedule.
  *
- * A method (`finetune`, `lwf`, `ZSCL`, `icarl`, …) is a preset: a function that builds the parts
- * from the options. Third parties add a method with {@link registerMethod} without touching the
- * loop.
+ * A method (`finetune()`, `lwf()`, `zscl()`, `icarl()`, … in `builtin.ts`) builds parts from its
+ * typed options; `trainTask` (`trainer.ts`) composes them with the common ones. Third parties add
+ * a method with `registerMethod` (`method.ts`) without touching the loop.
  *
  * ```ts
  * const result = await train(model, task, { iterations: 100, lr: 1e-5, parts: [ceLoss({ labelSmoothing: 0.2 })] });
@@ -155,12 +155,8 @@ export interface TrainOptions {
   trainMode?: TrainMode;
   /** Freeze embeddings and projections. */
   freeze?: boolean;
-  /** The parts (loss terms and hooks). With `method`, they are appended to the preset's. */
+  /** The parts (loss terms and hooks). */
   parts?: TrainPart[];
-  /** A registered method name: its preset builds parts from `methodOptions`. */
-  method?: string;
-  /** Options handed to the method preset. */
-  methodOptions?: Record<string, unknown>;
   /** First step to run (set by resume; default 0). */
   startStep?: number;
   /** Stop after this step count even if the schedule is longer (simulated interruption). */
@@ -240,32 +236,6 @@ export interface TrainResult {
   finished: boolean;
 }
 
-/** A method preset: parts built from the options of a run. */
-export type MethodPreset = (
-  model: ClipModel,
-  task: TrainTask,
-  options: Record<string, unknown>,
-) => TrainPart[] | Promise<TrainPart[]>;
-
-const METHODS = new Map<string, MethodPreset>();
-
-/** Register (or replace) a method preset under a name usable as `options.method`. */
-export function registerMethod(name: string, preset: MethodPreset): void {
-  METHODS.set(name, preset);
-}
-
-/** Names of the registered methods. */
-export function methodNames(): string[] {
-  return [...METHODS.keys()];
-}
-
-/** The preset registered under `name`; throws listing the known names. */
-export function getMethod(name: string): MethodPreset {
-  const m = METHODS.get(name);
-  if (!m) throw new Error(`unknown method "${name}"; registered: ${methodNames().join(", ")}`);
-  return m;
-}
-
 /** Total steps from `iterations` or `epochs × batchesPerEpoch`. */
 export function totalSteps(options: TrainOptions, task: TrainTask): number {
   if (options.iterations !== undefined && options.epochs !== undefined) {
@@ -291,9 +261,6 @@ export async function createRun(
   const mode = options.trainMode ?? "whole";
   const params = new Map(model.params);
   const parts: TrainPart[] = [];
-  if (options.method) {
-    parts.push(...await getMethod(options.method)(model, task, options.methodOptions ?? {}));
-  }
   parts.push(...(options.parts ?? []));
   const names = new Set<string>();
   for (const p of parts) {

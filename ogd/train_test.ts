@@ -34,7 +34,8 @@ import { ogdPart } from "./part.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { adapterStateDict, injectLora, loadAdapterStateDict, removeLora } from "../lora/lora.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
-import { parseTrainArgs, runTrain } from "../tasks/train.ts";
+import { runTrainFlags } from "../tasks/train.ts";
+import { parseFlags } from "../tasks/train_flags.ts";
 import { fashion, HAS_FMNIST, makeTask, relabel, WORDS_B, writeMnistTrain } from "./_real_data.ts";
 
 const ENERGY = 0.97;
@@ -336,7 +337,7 @@ Deno.test({
     ];
     try {
       const task1 = "Synth-shape", task2 = "Synth-colour";
-      await runTrain(parseTrainArgs([
+      await runTrainFlags(parseFlags([
         ...common,
         "--train-dataset",
         task1,
@@ -357,7 +358,7 @@ Deno.test({
       for (
         const [out, extra] of [["plain", []], ["ogd", ["--orthogonal-gradients-path", basisPath]]]
       ) {
-        await runTrain(parseTrainArgs([
+        await runTrainFlags(parseFlags([
           ...common,
           "--train-dataset",
           task2,

@@ -12,34 +12,27 @@
  *
  * @module
  */
-import { parseArgs } from "./cli.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { classify, zeroShotHead } from "../clip/zeroshot.ts";
 import { wiseFt } from "../methods/ensemble.ts";
-import { appendAllResults } from "../methods/evaluate.ts";
-import { evaluateAll, normalizeFlags, TRAIN_FLAGS, type TrainArgs } from "./train.ts";
+import { appendAllResults, evaluate } from "../methods/evaluate.ts";
+import type { FlagSpec, FlagValues } from "../methods/method.ts";
+import { flagsHelp, listFlag, numberFlag, parseFlags } from "./train_flags.ts";
 
-/** Flags of the eval task: every train flag plus the eval-only ones. */
-export const EVAL_FLAGS = {
-  ...TRAIN_FLAGS,
-  "eval-single": { type: "string" },
-  "class-names": { type: "string" },
-  "prompt": { type: "string", default: "a photo of a {}." },
-  "results": { type: "string" },
-} as const;
+/** Flags of the eval task besides the training ones. */
+export const EVAL_FLAGS: Record<string, FlagSpec> = {
+  "eval-single": { type: "string", description: "classify one image" },
+  "class-names": { type: "string", description: "class names file (one per line)" },
+  "prompt": { type: "string", default: "a photo of a {}.", description: "--eval-single prompt" },
+  "results": { type: "string", description: "results CSV (default evaluate_all_results.csv)" },
+};
 
 /** Parse the eval CLI. */
-export function parseEvalArgs(argv: string[]): TrainArgs {
-  const { values } = parseArgs({
-    args: normalizeFlags(argv),
-    options: EVAL_FLAGS as unknown as NonNullable<Parameters<typeof parseArgs>[0]>["options"],
-    strict: true,
-    allowPositionals: false,
-  });
-  return values as TrainArgs;
+export function parseEvalArgs(argv: string[]): FlagValues {
+  return parseFlags(argv, EVAL_FLAGS);
 }
 
 /** One line of a top-k listing. */
@@ -53,6 +46,10 @@ export interface TopEntry {
 /** Run the eval task; returns the top-k of `--eval-single` (if given). */
 export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
   const a = parseEvalArgs(argv);
+  const alpha = numberFlag(a, "alpha", { min: 0, max: 1 })!;
+  const limit = numberFlag(a, "eval-limit", { integer: true, positive: true });
+  const batchSize = numberFlag(a, "batch-size-eval", { integer: true, positive: true });
+  const workers = numberFlag(a, "workers", { integer: true, min: 0 });
   const backend = await initBackend({ prefer: a.backend as string | undefined, quiet: !!a.quiet });
   const { model, preprocess } = await loadClip(String(a.model), {
     cacheDir: a["cache-dir"] as string,
@@ -62,11 +59,10 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
     if (a.load) {
       const ck = await readCheckpoint(String(a.load));
       if (a["wise-ft"]) {
-        const alpha = Number(a.alpha);
-        model.loadStateDict(wiseFt(ck.stateDict, model.stateDict(), alpha), { strict: false });
+        model.loadStateDict(wiseFt(ck.stateDict, model.stateDict(), alpha));
         modelName = `${a.load} (wise-ft α=${alpha})`;
       } else {
-        model.loadStateDict(ck.stateDict, { strict: false });
+        model.loadStateDict(ck.stateDict);
         modelName = String(a.load);
       }
     }
@@ -75,8 +71,10 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
       if (!a["class-names"]) {
         throw new Error("--eval-single needs --class-names FILE (one per line)");
       }
-      const names = (await Deno.readTextFile(String(a["class-names"])))
+      const file = String(a["class-names"]);
+      const names = (await Deno.readTextFile(file))
         .split(/\r?\n/).map((s) => s.trim()).filter((s) => s.length);
+      if (!names.length) throw new Error(`--class-names ${file}: no class names (one per line)`);
       const head = await zeroShotHead(model, names, [String(a.prompt)]);
       const img = await preprocess(await Deno.readFile(String(a["eval-single"])));
       const batch = tf.expandDims(img, 0) as tf.Tensor4D;
@@ -87,15 +85,19 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
       for (const t of top) console.log(`  ${(100 * t.prob).toFixed(2).padStart(6)}%  ${t.label}`);
       tf.dispose([head, img, batch, r.logits, r.probs, r.topk.indices, r.topk.values]);
     }
-    const names = typeof a["eval-datasets"] === "string"
-      ? String(a["eval-datasets"]).split(",").map((s) => s.trim())
-      : [];
+    const names = listFlag(a, "eval-datasets") ?? [];
     if (names.length) {
-      const results = await evaluateAll(model, names, a, 0);
+      const results = await evaluate(model, names, {
+        dataRoot: String(a["data-location"]),
+        batchSize,
+        limit,
+        workers,
+        log: "progress",
+      });
       const dir = typeof a.save === "string" ? a.save : ".";
       if (dir !== ".") await Deno.mkdir(dir, { recursive: true });
       const path = (a.results as string | undefined) ?? `${dir}/evaluate_all_results.csv`;
-      await appendAllResults(path, modelName, results, a["wise-ft"] ? `alpha=${a.alpha}` : "");
+      await appendAllResults(path, modelName, results, a["wise-ft"] ? `alpha=${alpha}` : "");
       console.log(`appended ${results.length} rows to ${path}`);
     }
     if (!top && !names.length) {
@@ -108,6 +110,10 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
 }
 
 if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(flagsHelp("deno task eval --eval-datasets A,B | --eval-single IMG", EVAL_FLAGS));
+    Deno.exit(0);
+  }
   try {
     await runEval(Deno.args);
   } catch (e) {

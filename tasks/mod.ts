@@ -1,27 +1,27 @@
 /**
- * The `deno task` entry points as functions, for scripts and notebooks: training, evaluation,
- * task sequences, the demo, the embedded model's pretraining, layer listing, summaries, SLURM
- * scripts and downloads. Each task's module also runs as a program (`deno task <name> --help`).
+ * The `deno task` entry points as functions over parsed flags, for scripts that want the command
+ * line's behaviour: training, evaluation, task sequences, the demo, the embedded model's
+ * pretraining and layer listing. Notebooks and programs use the typed library instead
+ * (`trainTask`, `runSequence`, `evaluate`, `runDemo` from the root module). Each task's module
+ * also runs as a program (`deno task <name> --help`).
  *
  * @module
  */
-export {
-  type MethodHook,
-  parseTrainArgs,
-  runIcarl,
-  runTrain,
-  TRAIN_FLAGS,
-  type TrainArgs,
-} from "./train.ts";
-export { parseEvalArgs, runEval, type TopEntry } from "./eval.ts";
-export {
-  formatMatrix,
-  formatScores,
-  parseSequenceArgs,
-  runSequenceArgs,
-  SEQUENCE_FLAGS,
-} from "./sequence.ts";
-export { demoArgs, main as runDemo, sideBySide } from "./demo.ts";
+export { runTrainFlags } from "./train.ts";
+export { EVAL_FLAGS, parseEvalArgs, runEval, type TopEntry } from "./eval.ts";
+export { parseSequenceArgs, runSequenceFlags, SEQUENCE_FLAGS } from "./sequence.ts";
+export { main as demoMain } from "./demo.ts";
 export { main as pretrainSynth, synthZeroShot } from "./pretrain_synth.ts";
 export { linearPathsOf, modulePaths, type ParamRow, paramRowsOf } from "./list_layers.ts";
-export { parseArgs } from "./cli.ts";
+export {
+  type FlagOptions,
+  flagsHelp,
+  importPlugins,
+  listFlag,
+  normalizeFlags,
+  numberFlag,
+  parseFlags,
+  TRAIN_FLAGS,
+  trainOptionsFromFlags,
+  validateTrainFlags,
+} from "./train_flags.ts";

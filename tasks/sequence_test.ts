@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { formatMatrix, parseSequenceArgs, runSequenceArgs } from "./sequence.ts";
+import { parseSequenceArgs, runSequenceFlags as runSequenceArgs } from "./sequence.ts";
+import { formatMatrix } from "../methods/report.ts";
 import type { SequenceMatrix } from "../methods/sequence.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 

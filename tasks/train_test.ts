@@ -1,5 +1,5 @@
 import { assert, assertAllClose, assertEquals } from "../methods/_testing.ts";
-import { normalizeFlags, parseTrainArgs } from "./train.ts";
+import { normalizeFlags, parseFlags as parseTrainArgs } from "./train_flags.ts";
 import { parseEvalArgs } from "./eval.ts";
 import { randomStateDict } from "../clip/model.ts";
 import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
