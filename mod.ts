@@ -64,7 +64,7 @@ export {
   zeroShotHead,
 } from "./clip/mod.ts";
 export { loadTokenizer, tokenize, type Tokenizer } from "./clip/mod.ts";
-export { makePreprocess, preprocessImage } from "./clip/mod.ts";
+export { encodePng, makePreprocess, preprocessImage } from "./clip/mod.ts";
 export { availableBackends, backendReport, initBackend } from "./clip/mod.ts";
 export type { tf } from "./clip/backends/tf.ts";
 // datasets

@@ -88,7 +88,12 @@ export function npAround(x: number, decimals = 1): number {
 }
 
 /** numpy's pairwise summation of a contiguous float64 array (`np.sum` / `np.mean` on 1-D). */
-export function pairwiseSum(a: ArrayLike<number>, start = 0, n = a.length - start): number {
+export function pairwiseSum(a: ArrayLike<number>, start?: number, count?: number): number {
+  const s0 = start ?? 0;
+  return pairwiseRange(a, s0, count ?? a.length - s0);
+}
+
+function pairwiseRange(a: ArrayLike<number>, start: number, n: number): number {
   if (n < 8) {
     let res = 0;
     for (let i = 0; i < n; i++) res += a[start + i];
@@ -107,7 +112,7 @@ export function pairwiseSum(a: ArrayLike<number>, start = 0, n = a.length - star
   }
   let n2 = Math.floor(n / 2);
   n2 -= n2 % 8;
-  return pairwiseSum(a, start, n2) + pairwiseSum(a, start + n2, n - n2);
+  return pairwiseRange(a, start, n2) + pairwiseRange(a, start + n2, n - n2);
 }
 
 /** `np.mean` of a 1-D array (pairwise sum / n). */

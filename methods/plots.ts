@@ -7,6 +7,7 @@
  * @module
  */
 import { writeFileAtomic } from "../clip/formats/safetensors.ts";
+import { loadSharp as loadSharpModule } from "../clip/images/image.ts";
 import type { AccuracyMatrix } from "./metrics.ts";
 
 const FONT = "DejaVu Sans, Arial, Helvetica, sans-serif";
@@ -306,21 +307,16 @@ type SharpFn = (input: Uint8Array, opts?: Record<string, unknown>) => {
   flatten(o: { background: string }): ReturnType<SharpFn>;
 };
 
-let sharpPromise: Promise<SharpFn | null> | undefined;
 let fontsChecked: Promise<boolean> | undefined;
+let warned = false;
 
 async function loadSharp(): Promise<SharpFn | null> {
-  // A computed specifier keeps sharp's (Node) typings out of type-checking; it still resolves
-  // through the import map at run time.
-  const specifier = ["sh", "arp"].join("");
-  sharpPromise ??= import(specifier).then(
-    (m) => (m.default ?? m) as unknown as SharpFn,
-    (e) => {
-      console.warn(`plots: sharp is unavailable (${(e as Error).message}); writing SVG only`);
-      return null;
-    },
-  );
-  return await sharpPromise;
+  const sharp = await loadSharpModule() as SharpFn | null;
+  if (!sharp && !warned) {
+    warned = true;
+    console.warn("plots: sharp is unavailable here; writing SVG only");
+  }
+  return sharp;
 }
 
 /**

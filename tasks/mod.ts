@@ -16,11 +16,12 @@ export { linearPathsOf, modulePaths, type ParamRow, paramRowsOf } from "./list_l
 export {
   type FlagOptions,
   flagsHelp,
-  importPlugins,
   listFlag,
   normalizeFlags,
   numberFlag,
   parseFlags,
+  runWithPreloads,
+  splitImports,
   TRAIN_FLAGS,
   trainOptionsFromFlags,
   validateTrainFlags,

@@ -23,10 +23,11 @@ import type { SequenceMatrix } from "../methods/sequence.ts";
 import { stopOnSignals } from "../methods/trainer.ts";
 import {
   flagsHelp,
-  importPlugins,
   listFlag,
   numberFlag,
   parseFlags,
+  runWithPreloads,
+  splitImports,
   trainOptionsFromFlags,
 } from "./train_flags.ts";
 
@@ -113,8 +114,9 @@ const USAGE = `deno task sequence --order I|II|A,B,… --save DIR [--method M] [
 if (import.meta.main) {
   let f: FlagValues;
   try {
-    await importPlugins(Deno.args);
-    f = parseSequenceArgs(Deno.args);
+    const code = await runWithPreloads(Deno.args);
+    if (code !== undefined) Deno.exit(code);
+    f = parseSequenceArgs(splitImports(Deno.args).rest);
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n\n${flagsHelp(USAGE, SEQUENCE_FLAGS)}`);
     Deno.exit(2);

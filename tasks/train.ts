@@ -21,9 +21,10 @@ import type { FlagValues } from "../methods/method.ts";
 import { stopOnSignals, trainTask, type TrainTaskResult } from "../methods/trainer.ts";
 import {
   flagsHelp,
-  importPlugins,
   listFlag,
   parseFlags,
+  runWithPreloads,
+  splitImports,
   trainOptionsFromFlags,
   validateTrainFlags,
 } from "./train_flags.ts";
@@ -80,8 +81,9 @@ export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
 if (import.meta.main) {
   let f: FlagValues;
   try {
-    await importPlugins(Deno.args);
-    f = parseFlags(Deno.args);
+    const code = await runWithPreloads(Deno.args);
+    if (code !== undefined) Deno.exit(code);
+    f = parseFlags(splitImports(Deno.args).rest);
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n\n${flagsHelp(USAGE)}`);
     Deno.exit(2);

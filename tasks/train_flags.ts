@@ -104,24 +104,70 @@ export function normalizeFlags(argv: string[]): string[] {
   });
 }
 
-/**
- * Import the modules named by `--import F[,F]` (they register methods) before the flags are
- * parsed, so that their methods and flags are known. Paths are relative to the working folder.
- */
-export async function importPlugins(argv: string[]): Promise<void> {
+/** The files named by `--import F[,F]` (any spelling), and the arguments without that flag. */
+export function splitImports(argv: string[]): { files: string[]; rest: string[] } {
   const args = normalizeFlags(argv);
+  const files: string[] = [];
+  const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     let v: string | undefined;
-    if (args[i] === "--import") v = args[i + 1];
+    if (args[i] === "--import") v = args[++i];
     else if (args[i].startsWith("--import=")) v = args[i].slice("--import=".length);
-    if (!v) continue;
-    for (const f of v.split(",").map((s) => s.trim()).filter((s) => s)) {
-      const url = /^[a-z]+:/.test(f) ? f : new URL(f, `file://${Deno.cwd()}/`).href;
+    else {
+      rest.push(argv[i]);
+      continue;
+    }
+    if (!v) throw new Error("--import needs a module path (a file that calls registerMethod)");
+    files.push(...v.split(",").map((x) => x.trim()).filter((x) => x));
+  }
+  return { files, rest };
+}
+
+const PRELOADED = "MTIL_PRELOADED";
+
+/**
+ * `--import F[,F]`: run this entry point again with the modules preloaded (`deno run
+ * --preload`), so that the methods they register are known when the flags are parsed. The
+ * modules are loaded by Deno itself, not by a dynamic `import()` of a computed path. Returns the
+ * child's exit code, or undefined when there is nothing to preload (or it already is). Signals
+ * (SIGINT, SIGTERM, SIGUSR1) are passed on to the child.
+ */
+export async function runWithPreloads(argv: string[]): Promise<number | undefined> {
+  const { files, rest } = splitImports(argv);
+  if (!files.length || Deno.env.get(PRELOADED)) return undefined;
+  for (const f of files) {
+    try {
+      if (!Deno.statSync(f).isFile) throw new Error("not a file");
+    } catch (e) {
+      throw new Error(`--import ${f}: ${(e as Error).message}`);
+    }
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...files.map((f) => `--preload=${f}`), Deno.mainModule, ...rest],
+    env: { [PRELOADED]: files.join(",") },
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGUSR1"];
+  const forward = signals.map((sig) => {
+    const h = () => {
       try {
-        await import(url);
-      } catch (e) {
-        throw new Error(`--import ${f}: ${(e as Error).message}`);
-      }
+        child.kill(sig);
+      } catch { /* already gone */ }
+    };
+    try {
+      Deno.addSignalListener(sig, h);
+    } catch { /* unsupported here */ }
+    return [sig, h] as const;
+  });
+  try {
+    return (await child.status).code;
+  } finally {
+    for (const [sig, h] of forward) {
+      try {
+        Deno.removeSignalListener(sig, h);
+      } catch { /* not registered */ }
     }
   }
 }

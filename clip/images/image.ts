@@ -116,6 +116,38 @@ export function loadSharp(): Promise<SharpFn | null> {
   return sharpLoad;
 }
 
+/**
+ * Encode 8-bit interleaved RGB pixels as PNG, optionally upscaled by an integer factor with
+ * nearest-neighbour sampling (for showing tiny images). Uses sharp, else imagescript.
+ */
+export async function encodePng(
+  image: { data: Uint8Array; width: number; height: number },
+  options: { scale?: number } = {},
+): Promise<Uint8Array> {
+  const scale = Math.max(1, Math.floor(options.scale ?? 1));
+  const { width: w, height: h } = image;
+  if (image.data.length !== w * h * 3) {
+    throw new Error(`encodePng: ${image.data.length} bytes for ${w}×${h} RGB pixels`);
+  }
+  if (w * h * scale * scale > 64e6) throw new Error(`encodePng: ${w}×${h} ×${scale} is too large`);
+  const sharp = await loadSharp();
+  if (sharp) {
+    const out = await sharp(image.data, { raw: { width: w, height: h, channels: 3 } })
+      .resize(w * scale, h * scale, { kernel: "nearest" }).png().toBuffer();
+    return new Uint8Array(out);
+  }
+  const { Image } = await import("imagescript");
+  const img = new Image(w * scale, h * scale);
+  for (let y = 0; y < h * scale; y++) {
+    for (let x = 0; x < w * scale; x++) {
+      const i = 3 * (Math.floor(y / scale) * w + Math.floor(x / scale));
+      const d = image.data;
+      img.setPixelAt(x + 1, y + 1, ((d[i] << 24) | (d[i + 1] << 16) | (d[i + 2] << 8) | 0xff) >>> 0);
+    }
+  }
+  return await img.encode();
+}
+
 /** Rearrange `src` (`srcCh` channels) into `mode`'s channel count (grey replicated, alpha dropped). */
 function toModeChannels(src: Uint8Array, srcCh: number, n: number, mode: ImageMode): Uint8Array {
   const ch = CHANNELS[mode];
