@@ -19,21 +19,90 @@
 export * from "./formats/state_dict.ts";
 export type * from "./types.ts";
 export * from "./backends/backend.ts";
-export * from "./model.ts";
+export {
+  attentionModulePaths,
+  buildClip,
+  type BuildClipOptions,
+  Clip,
+  inferConfig,
+  linearModulePaths,
+  MODEL_CONFIGS,
+  NON_PARAMETER_KEYS,
+  randomStateDict,
+  type Shaped,
+  type ShapeEntry,
+  stateDictShapes,
+  type EntryKind,
+} from "./model.ts";
 export * from "./zeroshot.ts";
-export * from "./load.ts";
+export {
+  EMBEDDED_MODEL,
+  EMBEDDED_MODEL_PATH,
+  type ClipInfo,
+  type LoadClipOptions,
+  loadClip,
+  type LoadedClip,
+  type Preprocess,
+  saveClip,
+  tokenizerMeta,
+} from "./load.ts";
 export * from "./formats/checkpoint.ts";
-export * from "./formats/pickle.ts";
+export {
+  isNumpyArray,
+  isTensorRef,
+  type NumpyArray,
+  type PyKey,
+  type PyObject,
+  type TorchStorageType,
+  type TorchTensorRef,
+  unpickle,
+  type UnpickleOptions,
+  type UnpickleResult,
+} from "./formats/pickle.ts";
 export * from "./formats/zip.ts";
 export * from "./formats/hf_names.ts";
+export {
+  DTYPE_SIZE,
+  floatToHalf,
+  halfToFloat,
+  readSafetensorsSource,
+  type SafetensorsFile,
+  writeFileAtomic,
+  writeSafetensorsFile,
+  type WriteSafetensorsOptions,
+} from "./formats/safetensors.ts";
 export * from "./download/download.ts";
 export * from "./download/cache.ts";
-export * from "./download/progress.ts";
+export { ProgressBar, type ProgressOptions } from "./download/progress.ts";
 export * from "./registry.ts";
-export * from "./tokenizers/tokenizer.ts";
+export {
+  BPE_VOCAB_FILE,
+  cleanText,
+  CONTEXT_LENGTH,
+  EOT_TOKEN,
+  loadTokenizer,
+  type LoadTokenizerOptions,
+  SOT_TOKEN,
+  tokenize,
+  type TokenizeOptions,
+  type Tokenizer,
+  tokenizerFromBytes,
+  type Truncate,
+} from "./tokenizers/tokenizer.ts";
 export * from "./tokenizers/word_tokenizer.ts";
-export * from "./tokenizers/ftfy.ts";
-export * from "./images/image.ts";
+export { fixText, htmlUnescape } from "./tokenizers/ftfy.ts";
+export {
+  type Box,
+  type DecodedPixels,
+  decodeImage,
+  type DecodeOptions,
+  decodePixels,
+  type DecoderName,
+  encodePng,
+  type ImageMode,
+  type Pixels,
+  resizeLikePil,
+  type RgbImage,
+} from "./images/image.ts";
 export * from "./images/preprocess.ts";
-export * from "./formats/safetensors.ts";
 export type { LayerContext } from "./layers.ts";

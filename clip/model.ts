@@ -4,8 +4,12 @@
  * (ViT or ModifiedResNet + the text transformer) and the scaled cosine logits.
  *
  * ```ts
- * const model = buildClip(stateDict);          // any OpenAI size or a tiny test model
- * const feats = model.encodeImage(imagesNHWC); // [n, embedDim], not normalised
+ * import { buildClip, MODEL_CONFIGS, randomStateDict } from "jsr:@mtil/mtil/clip";
+ * import { tf } from "jsr:@mtil/mtil/tf";
+ *
+ * const model = buildClip(randomStateDict(MODEL_CONFIGS["RN50"])); // or a checkpoint's state dict
+ * const images = tf.zeros([2, 224, 224, 3]) as tf.Tensor4D; // NHWC, normalised
+ * const feats = model.encodeImage(images); // [n, embedDim], not normalised
  * ```
  *
  * @module

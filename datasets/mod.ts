@@ -3,14 +3,43 @@
  *
  * @module
  */
-export * from "./rng.ts";
-export * from "./transforms.ts";
+export { hashSeed, Rng, type RngState } from "./rng.ts";
+export {
+  applyTransform,
+  centerCropRect,
+  type CropBox,
+  cropImage,
+  decodeAndTransform,
+  evalTransform,
+  type EvalTransformSpec,
+  normalizeImage,
+  type NormalizeOptions,
+  normalizeTransform,
+  type NormalizeTransformSpec,
+  type PilImage,
+  randomResizedCropParams,
+  resizeShortestSize,
+  trainTransform,
+  type TrainTransformSpec,
+  transformGeometry,
+  type TransformSpec,
+} from "./transforms.ts";
 export * from "./pool.ts";
 export * from "./loader.ts";
 export * from "./synth_render.ts";
 export * from "./synth.ts";
 export * from "./types.ts";
-export * from "./idx.ts";
+export {
+  IDX_DTYPES,
+  type IdxArray,
+  type IdxDtype,
+  IdxFormatError,
+  IdxImageDataset,
+  type IdxImageDatasetOptions,
+  type IdxOptions,
+  parseIdx,
+  readIdx,
+} from "./idx.ts";
 export * from "./mat.ts";
 export * from "./cifar.ts";
 export * from "./image_folder.ts";

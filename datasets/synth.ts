@@ -19,10 +19,10 @@
  *
  * @example
  * ```ts
- * import { synthTask } from "./synth.ts";
+ * import { synthTask } from "jsr:@mtil/mtil/datasets";
  * const ds = synthTask("colour", { seed: 0, split: "train", n: 100 });
  * const { image, label } = await ds.get(0);
- * console.log(ds.classnames[label], image.width);
+ * console.log(ds.classnames[label], image instanceof Uint8Array ? image.length : image.width);
  * ```
  *
  * @module

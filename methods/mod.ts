@@ -3,7 +3,20 @@
  *
  * @module
  */
-export * from "./metrics.ts";
+export {
+  type AccuracyMatrix,
+  fromAlphabetical,
+  type MtilScores,
+  mtilScores,
+  parseAccuracyMatrix,
+  referenceStatistics,
+  type RoundedScores,
+  roundScores,
+  scoresOfSquare,
+  taskSquare,
+  validateMatrix,
+  zeroShotScores,
+} from "./metrics.ts";
 export * from "./plots.ts";
 export * from "./protocol.ts";
 export * from "./slurm.ts";

@@ -11,7 +11,15 @@
  * a method with `registerMethod` (`method.ts`) without touching the loop.
  *
  * ```ts
- * const result = await train(model, task, { iterations: 100, lr: 1e-5, parts: [ceLoss({ labelSmoothing: 0.2 })] });
+ * import { ceLoss, train, type TrainTask } from "jsr:@mtil/mtil/methods";
+ * import type { ClipModel } from "jsr:@mtil/mtil/clip";
+ *
+ * declare const model: ClipModel, task: TrainTask;
+ * const result = await train(model, task, {
+ *   iterations: 100,
+ *   lr: 1e-5,
+ *   parts: [ceLoss({ labelSmoothing: 0.2 })],
+ * });
  * ```
  *
  * @module

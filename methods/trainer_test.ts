@@ -40,7 +40,8 @@ async function sameWeights(a: string, b: string): Promise<void> {
 }
 
 Deno.test({
-  name: "a third-party method registers with its flag and runs through trainTask and deno task train",
+  name:
+    "a third-party method registers with its flag and runs through trainTask and deno task train",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

@@ -142,7 +142,11 @@ export async function encodePng(
     for (let x = 0; x < w * scale; x++) {
       const i = 3 * (Math.floor(y / scale) * w + Math.floor(x / scale));
       const d = image.data;
-      img.setPixelAt(x + 1, y + 1, ((d[i] << 24) | (d[i + 1] << 16) | (d[i + 2] << 8) | 0xff) >>> 0);
+      img.setPixelAt(
+        x + 1,
+        y + 1,
+        ((d[i] << 24) | (d[i + 1] << 16) | (d[i + 2] << 8) | 0xff) >>> 0,
+      );
     }
   }
   return await img.encode();
