@@ -24,6 +24,7 @@ export {
   buildClip,
   type BuildClipOptions,
   Clip,
+  type EntryKind,
   inferConfig,
   linearModulePaths,
   MODEL_CONFIGS,
@@ -32,15 +33,14 @@ export {
   type Shaped,
   type ShapeEntry,
   stateDictShapes,
-  type EntryKind,
 } from "./model.ts";
 export * from "./zeroshot.ts";
 export {
+  type ClipInfo,
   EMBEDDED_MODEL,
   EMBEDDED_MODEL_PATH,
-  type ClipInfo,
-  type LoadClipOptions,
   loadClip,
+  type LoadClipOptions,
   type LoadedClip,
   type Preprocess,
   saveClip,

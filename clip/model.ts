@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { mulberry32 } from "../datasets/rng.ts";
 import { tf } from "./backends/tf.ts";
 import { numel, type RawTensor, type StateDict } from "./formats/state_dict.ts";
 import type {
@@ -280,26 +281,23 @@ class NormalRng {
   }
   /** Fill `out` with N(0, std²) samples. */
   fill(out: Float32Array, std: number): void {
-    let a = this.#a;
+    const next = mulberry32(this.#a);
     const n = out.length;
     let i = 0;
+    let draws = 0;
     while (i < n) {
-      // two uniforms in (-1, 1)
-      a = (a + 0x6d2b79f5) | 0;
-      let t = Math.imul(a ^ (a >>> 15), a | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      const u = ((t ^ (t >>> 14)) >>> 0) / 2147483648 - 1;
-      a = (a + 0x6d2b79f5) | 0;
-      t = Math.imul(a ^ (a >>> 15), a | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      const v = ((t ^ (t >>> 14)) >>> 0) / 2147483648 - 1;
+      // two uniforms in [-1, 1)
+      const u = 2 * next() - 1;
+      const v = 2 * next() - 1;
+      draws += 2;
       const s = u * u + v * v;
       if (s >= 1 || s === 0) continue;
       const f = std * Math.sqrt(-2 * Math.log(s) / s);
       out[i++] = u * f;
       if (i < n) out[i++] = v * f;
     }
-    this.#a = a;
+    // continue the stream where this fill stopped
+    this.#a = (this.#a + Math.imul(draws, 0x6d2b79f5)) >>> 0;
   }
 }
 

@@ -45,6 +45,21 @@ export function hashSeed(...parts: number[]): number {
   return mix32(h ^ parts.length);
 }
 
+/**
+ * mulberry32: a tiny seeded generator of uniform numbers in [0, 1) (32-bit state). Used where a
+ * stream must be reproducible from one integer seed with no saved state (LoRA's initialisation,
+ * random test weights); the data pipeline uses {@linkcode Rng}.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { mulberry32 } from "../datasets/rng.ts";
 import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
@@ -102,18 +103,11 @@ function headsFor(model: ClipModel, path: string): number {
   return path.startsWith("visual.") ? Math.floor(c.visionWidth / 64) : c.transformerHeads;
 }
 
-/** Seeded uniform sampler (mulberry32) so injections are reproducible. */
+/** Seeded uniform samples (mulberry32) so injections are reproducible. */
 function uniform(seed: number, n: number, lo: number, hi: number): Float32Array {
-  let s = seed >>> 0;
+  const next = mulberry32(seed);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out[i] = lo + (hi - lo) * u;
-  }
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * next();
   return out;
 }
 

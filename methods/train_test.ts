@@ -15,20 +15,12 @@ import {
   weightsToSave,
 } from "./train.ts";
 import { loadTrainState, saveTrainState } from "./state.ts";
+import { mulberry32 } from "../datasets/rng.ts";
 
 await initBackend({ prefer: "wasm", quiet: true });
 
-/** Deterministic pseudo-random numbers from a seed (mulberry32). */
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers from a seed. */
+const rand = mulberry32;
 
 /** Token rows `[SOT, ids…, EOT, 0…]` with EOT = vocab−1 (the largest id, as CLIP's pooling needs). */
 function tokens(rows: number[][]): tf.Tensor2D {

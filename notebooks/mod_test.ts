@@ -30,7 +30,11 @@ Deno.test("notebooks use only the package's entry points: no argv, no console pa
       const spec = m[1];
       if (!spec.startsWith(".")) continue; // npm:/jsr: packages are not the project's files
       const url = new URL(spec, dir).href;
-      strictEqual(exported.has(url), true, `${e.name} imports ${spec}, which deno.json does not export`);
+      strictEqual(
+        exported.has(url),
+        true,
+        `${e.name} imports ${spec}, which deno.json does not export`,
+      );
     }
     strictEqual(/parse\w*Args\s*\(/.test(code), false, `${e.name} builds argv`);
     strictEqual(/console\.(log|error)\s*=/.test(code), false, `${e.name} patches the console`);

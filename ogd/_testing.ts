@@ -5,18 +5,10 @@
  * @module
  */
 import { type Basis, orthonormalizeRows } from "./basis.ts";
+import { mulberry32 } from "../datasets/rng.ts";
 
 /** Deterministic uniform [0, 1) generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = mulberry32;
 
 /** Standard normal samples (Box–Muller). */
 export function randn(n: number, seed: number): Float64Array {
