@@ -35,6 +35,7 @@ export {
   stateDictShapes,
 } from "./model.ts";
 export * from "./zeroshot.ts";
+export { type InitRule, initRule, reinitializeClip } from "./init.ts";
 export {
   type ClipInfo,
   EMBEDDED_MODEL,

@@ -181,6 +181,26 @@ export async function appendAllResults(
   await writeFileAtomic(path, new TextEncoder().encode(text + stringifyCsv(rows)));
 }
 
+/**
+ * Append one JSON line to a results database (the reference's `--results-db`): the run's
+ * options plus `"<Dataset>:top1"` (a fraction, as the reference writes it) and
+ * `"<Dataset>:top5"` for every result. Appends are single writes of whole lines.
+ */
+export async function appendResultsDb(
+  path: string,
+  options: Record<string, unknown>,
+  results: readonly EvalResult[],
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  const row: Record<string, unknown> = { ...options, ...extra };
+  for (const r of results) {
+    row[`${r.dataset}:top1`] = r.top1 / 100;
+    row[`${r.dataset}:top5`] = r.top5 / 100;
+  }
+  const line = JSON.stringify(row, (_k, v) => typeof v === "bigint" ? String(v) : v) + "\n";
+  await Deno.writeTextFile(path, line, { append: true, create: true });
+}
+
 /** Options of {@link evaluate}. */
 export interface EvaluateAllOptions {
   /** Root folder of the datasets (default `./data`). */

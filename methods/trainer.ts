@@ -45,7 +45,7 @@ import { ogdPart, type OgdPartOptions } from "../ogd/part.ts";
 import { classPrompts, finetune } from "./builtin.ts";
 import { StepBatches } from "./data.ts";
 import type { MovingAvgAnchor } from "./ensemble.ts";
-import { type EvalResult, evaluate, tokenizeFor } from "./evaluate.ts";
+import { appendResultsDb, type EvalResult, evaluate, tokenizeFor } from "./evaluate.ts";
 import type { LogLevel, Method, MethodContext, MethodSetup } from "./method.ts";
 import type { TrainMode } from "./params.ts";
 import { loadTrainState, saveTrainState } from "./state.ts";
@@ -89,6 +89,10 @@ export interface TrainEvalOptions {
   limit?: number;
   /** Batches per dataset (the reference's `--max-evaluation-size`). */
   maxBatches?: number;
+  /** Append a JSON line per evaluation to this file (the reference's `--results-db`). */
+  resultsDb?: string;
+  /** The options written into each results-db line (default: a summary of the run's options). */
+  resultsDbOptions?: Record<string, unknown>;
 }
 
 /** Where and how a task is saved. */
@@ -496,6 +500,11 @@ export async function trainTask(
         metricsDir: dir,
         iteration,
       });
+      if (o.eval?.resultsDb) {
+        await appendResultsDb(o.eval.resultsDb, o.eval.resultsDbOptions ?? optionSummary(o), r, {
+          iteration,
+        });
+      }
       for (const e of r) {
         const te = { ...e, iteration };
         result.evaluations.push(te);

@@ -18,7 +18,7 @@ import { loadClip } from "../clip/load.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { classify, zeroShotHead } from "../clip/zeroshot.ts";
 import { wiseFt } from "../methods/ensemble.ts";
-import { appendAllResults, evaluate } from "../methods/evaluate.ts";
+import { appendAllResults, appendResultsDb, evaluate } from "../methods/evaluate.ts";
 import type { FlagSpec, FlagValues } from "../methods/method.ts";
 import { flagsHelp, listFlag, numberFlag, parseFlags } from "./train_flags.ts";
 
@@ -99,6 +99,9 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
       const path = (a.results as string | undefined) ?? `${dir}/evaluate_all_results.csv`;
       await appendAllResults(path, modelName, results, a["wise-ft"] ? `alpha=${alpha}` : "");
       console.log(`appended ${results.length} rows to ${path}`);
+      if (typeof a["results-db"] === "string") {
+        await appendResultsDb(a["results-db"], a, results, { model: modelName });
+      }
     }
     if (!top && !names.length) {
       throw new Error("nothing to do: give --eval-datasets A,B and/or --eval-single IMAGE");

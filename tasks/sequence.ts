@@ -15,6 +15,7 @@
  */
 import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
+import { reinitializeClip } from "../clip/init.ts";
 import type { FlagSpec, FlagValues } from "../methods/method.ts";
 import { learningRates, resolveOrder } from "../methods/protocol.ts";
 import { formatMatrix, formatScores } from "../methods/report.ts";
@@ -75,6 +76,10 @@ export async function runSequenceFlags(
   const title = (f.title as string | undefined) ?? `${method.name} on ${order.length} tasks`;
   const config = Object.fromEntries(Object.entries(f).filter(([k]) => !NOT_CONFIG.has(k)));
   const { model } = await loadClip(String(f.model), { cacheDir: f["cache-dir"] as string });
+  if (f.untrained) {
+    const r = reinitializeClip(model, numberFlag(f, "seed") ?? 42);
+    console.log(`--untrained: ${r.reset} parameters re-initialised, ${r.kept} kept`);
+  }
   const stop = stopOnSignals();
   try {
     const { eval: _inTraining, ...recipe } = options;

@@ -17,11 +17,13 @@
  */
 import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
+import { reinitializeClip } from "../clip/init.ts";
 import type { FlagValues } from "../methods/method.ts";
 import { stopOnSignals, trainTask, type TrainTaskResult } from "../methods/trainer.ts";
 import {
   flagsHelp,
   listFlag,
+  numberFlag,
   parseFlags,
   runWithPreloads,
   splitImports,
@@ -42,6 +44,10 @@ export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
   const { method, options, load } = await trainOptionsFromFlags(f);
   if (!f.quiet) console.log("run configuration:", JSON.stringify({ ...f, backend }, null, 2));
   const { model } = await loadClip(String(f.model), { cacheDir: f["cache-dir"] as string });
+  if (f.untrained) {
+    const r = reinitializeClip(model, numberFlag(f, "seed") ?? 42);
+    console.log(`--untrained: ${r.reset} parameters re-initialised, ${r.kept} kept`);
+  }
   const stop = stopOnSignals();
   const results: TrainTaskResult[] = [];
   try {

@@ -90,6 +90,8 @@ export const TRAIN_FLAGS: Record<string, FlagSpec & { short?: string }> = {
   "workers": { type: "string", default: "0", description: "loader threads" },
   "no-final-step": { type: "boolean", default: false, description: "no final lr(total) step" },
   "import": { type: "string", description: "modules registering methods F[,F]" },
+  "untrained": { type: "boolean", default: false, description: "start from fresh weights" },
+  "results-db": { type: "string", description: "append a JSON line per evaluation" },
   "quiet": { type: "boolean", default: false, description: "progress only" },
   "help": { type: "boolean", short: "h", default: false, description: "this help" },
 };
@@ -362,6 +364,8 @@ export async function trainOptionsFromFlags(f: FlagValues): Promise<FlagOptions>
         everyEpoch: !!f["eval-every-epoch"],
         limit: numberFlag(f, "eval-limit"),
         maxBatches: numberFlag(f, "max-evaluation-size"),
+        resultsDb: typeof f["results-db"] === "string" ? f["results-db"] : undefined,
+        resultsDbOptions: f,
       }
       : undefined,
     log: f.quiet ? "progress" : "verbose",

@@ -139,3 +139,65 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "deno task train: --untrained, --start-iteration, --max-evaluation-size and --results-db",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mtil-ref-flags-" });
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("./train.ts", import.meta.url).pathname,
+          "--model",
+          "synth-tiny",
+          "--train-dataset",
+          "Synth-shape",
+          "--untrained",
+          "--iterations",
+          "4",
+          "--start-iteration",
+          "2",
+          "--batch-size",
+          "8",
+          "--eval-datasets",
+          "Synth-shape,Synth-colour",
+          "--eval-interval",
+          "2",
+          "--batch-size-eval",
+          "8",
+          "--max-evaluation-size",
+          "2",
+          "--results-db",
+          `${dir}/results.jsonl`,
+          "--save",
+          dir,
+          "--backend",
+          "wasm",
+          "--quiet",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const log = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assertEquals(out.code, 0, log);
+      assert(/--untrained: \d+ parameters re-initialised/.test(log), log);
+      // steps 2 and 3 run (and the final lr(total) one): evaluation at 4 only, 16 images each
+      const rows = (await Deno.readTextFile(`${dir}/results.jsonl`)).trim().split("\n")
+        .map((l) => JSON.parse(l));
+      assertEquals(rows.length, 1, JSON.stringify(rows));
+      assertEquals(rows[0].iteration, 4);
+      assertEquals(rows[0].untrained, true);
+      for (const d of ["Synth-shape", "Synth-colour"]) {
+        const v = rows[0][`${d}:top1`];
+        assert(v >= 0 && v <= 1, `${d}:top1 = ${v}`);
+      }
+      assert(/Synth-shape @4: .*\(16\)/.test(log), "at most 2 batches of 8 images");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
