@@ -58,12 +58,25 @@ export interface EvaluateOptions {
   templates?: string[];
   /** A precomputed head `[E, C]` (default: built from the templates). */
   head?: tf.Tensor2D;
+  /**
+   * A trained linear head (the fc train modes): logits `normalize(x)·Wᵀ + b` instead of the
+   * zero-shot head. W has at least as many rows as the dataset has classes.
+   */
+  linearHead?: LinearHead;
   /** Tokenizer for the head (default: the model's, else CLIP's BPE). */
   tokenizer?: Tokenizer;
   /** Loader worker threads (default 0: main thread). */
   workers?: number;
   /** Called after each batch with (images done, total). */
   onProgress?: (done: number, total: number) => void;
+}
+
+/** A trained linear classification head. */
+export interface LinearHead {
+  /** `[rows, E]`. */
+  weight: tf.Tensor2D;
+  /** `[rows]`. */
+  bias: tf.Tensor1D;
 }
 
 /** Count top-1 / top-k hits of logits `[n, C]` against labels. */
@@ -86,9 +99,16 @@ export async function evaluateDataset(
   dataset: Dataset,
   options: EvaluateOptions = {},
 ): Promise<EvalResult> {
+  const lin = options.linearHead;
+  if (lin && lin.weight.shape[0] < dataset.classnames.length) {
+    throw new Error(
+      `${dataset.name}: ${dataset.classnames.length} classes but the linear head has ` +
+        `${lin.weight.shape[0]} rows; evaluate it with its own zero-shot head (--dataset-shift)`,
+    );
+  }
   const prev = model.training;
   model.training = false;
-  const head = options.head ??
+  const head = lin ? undefined : options.head ??
     await zeroShotHead(model, dataset.classnames, options.templates ?? dataset.templates, {
       tokenizer: options.tokenizer,
     });
@@ -111,7 +131,8 @@ export async function evaluateDataset(
       const logits = tf.tidy(() => {
         const imgs = take < labels.length ? b.images.slice(0, take) : b.images;
         const f = normalizeRows(model.encodeImage(imgs as tf.Tensor4D));
-        return tf.matMul(f, head).mul(100) as tf.Tensor2D;
+        if (lin) return tf.add(tf.matMul(f, lin.weight, false, true), lin.bias) as tf.Tensor2D;
+        return tf.matMul(f, head!).mul(100) as tf.Tensor2D;
       });
       b.images.dispose();
       b.labels.dispose();
@@ -124,7 +145,7 @@ export async function evaluateDataset(
       if (n >= total) break;
     }
   } finally {
-    if (!options.head) head.dispose();
+    if (!options.head) head?.dispose();
     model.training = prev;
   }
   if (n === 0) throw new Error(`${dataset.name}: no images to evaluate`);
@@ -221,6 +242,13 @@ export interface EvaluateAllOptions {
   metricsDir?: string;
   /** Iteration the metrics rows are recorded under (default 0). */
   iteration?: number;
+  /**
+   * A trained linear head used for every dataset, unless `datasetShift` (then each dataset gets
+   * its own zero-shot head, the reference's `--dataset-shift`).
+   */
+  linearHead?: LinearHead;
+  /** Evaluate each dataset with its own zero-shot head even when `linearHead` is given. */
+  datasetShift?: boolean;
 }
 
 /**
@@ -268,6 +296,7 @@ export async function evaluate(
         limit: options.limit,
         maxBatches: options.maxBatches,
         workers: options.workers,
+        linearHead: options.datasetShift ? undefined : options.linearHead,
         onProgress: (done) => {
           bar?.tick(done - last);
           last = done;

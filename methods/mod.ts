@@ -39,3 +39,5 @@ export * from "./trainer.ts";
 export * from "./run_sequence.ts";
 export * from "./report.ts";
 export * from "./demo.ts";
+export * from "./features.ts";
+export * from "./fingerprint.ts";

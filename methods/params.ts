@@ -98,3 +98,17 @@ export function selectTrainable(
 export function usesHead(mode: TrainMode | string): boolean {
   return mode === "image-fc" || mode === "image-fc-fixed" || mode === "fc";
 }
+
+/**
+ * Split a checkpoint's weights into the CLIP model's and the linear head's (`head.weight`,
+ * `head.bias`, saved by the fc train modes), so that the model loads strictly.
+ */
+export function splitHead<T>(sd: ReadonlyMap<string, T>): {
+  model: Map<string, T>;
+  head?: Map<string, T>;
+} {
+  const model = new Map<string, T>();
+  const head = new Map<string, T>();
+  for (const [k, v] of sd) (k.startsWith(HEAD_PREFIX) ? head : model).set(k, v);
+  return head.size ? { model, head } : { model };
+}

@@ -31,6 +31,7 @@ import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { MtilScores } from "./metrics.ts";
 import { writePlots } from "./plots.ts";
+import { splitHead } from "./params.ts";
 import { evaluate } from "./evaluate.ts";
 import {
   type Accuracy,
@@ -136,7 +137,8 @@ export async function runSequence(
   const title = o.title ?? `${o.method?.name ?? "finetune"} on ${tasks.length} tasks`;
   const config = o.config ?? summary(tasks, o);
   const load = async (ckpt: string | undefined) => {
-    model.loadStateDict(ckpt ? (await readCheckpoint(ckpt)).stateDict : zeroShot);
+    // a checkpoint of an fc train mode also holds its linear head: the model takes the rest
+    model.loadStateDict(ckpt ? splitHead((await readCheckpoint(ckpt)).stateDict).model : zeroShot);
   };
   const result = await sequenceLoop({
     order: tasks,

@@ -48,6 +48,11 @@ export interface TrainBatch {
   images: tf.Tensor4D;
   /** Class indices into the task's classes. */
   labels: number[];
+  /**
+   * Precomputed image features `[n, E]` (not normalised) of a frozen encoder (the linear probe:
+   * `trainTask`'s `featureCache`); when present the images are not encoded. Disposed by the loop.
+   */
+  features?: tf.Tensor2D;
 }
 
 /**
@@ -191,6 +196,22 @@ export interface TrainOptions {
    * `false` runs exactly `total` steps (the form of the step-parity fixtures).
    */
   finalStep?: boolean;
+  /**
+   * The linear head of the `*fc*` train modes, as the reference's image classifier builds it:
+   * `logits = normalize(image)·Wᵀ + b`. `init: "zeroshot"` (default; the reference's
+   * `--fc-init`) sets each row of W to the class's normalised text embedding of the first prompt
+   * times `exp(logit_scale)`; `"zeros"` starts W at 0 with `classes` rows (default 10); b starts
+   * at 0. `false` (`--fc-setnone`): no head, the CLIP logits even in the fc modes.
+   */
+  head?: HeadOptions | false;
+}
+
+/** Options of the linear head (see {@link TrainOptions.head}). */
+export interface HeadOptions {
+  /** `zeroshot` (default) or `zeros`. */
+  init?: "zeroshot" | "zeros";
+  /** Rows of W with `zeros` (the reference's `--n_class`, default 10). */
+  classes?: number;
 }
 
 /** What one step did. */
@@ -275,16 +296,33 @@ export async function createRun(
     if (names.has(p.name)) throw new Error(`two training parts are named "${p.name}"`);
     names.add(p.name);
   }
-  if (usesHead(mode)) {
-    // linear head initialised from the normalised class embeddings (zero-shot head)
+  if (usesHead(mode) && options.head !== false) {
+    const init = options.head?.init ?? "zeroshot";
+    const id = Math.random().toString(36).slice(2);
     const w = tf.tidy(() => {
+      if (init === "zeros") {
+        const rows = options.head && options.head.classes !== undefined ? options.head.classes : 10;
+        return tf.variable(tf.zeros([rows, model.config.embedDim]), true, `head.w/${id}`);
+      }
+      // per class, the first prompt's embedding normalised (an average of one, normalised
+      // again), times exp(logit_scale)
       const prev = model.training;
       model.training = false;
       const e = normalizeRows(model.encodeText(task.textTokens));
       model.training = prev;
-      return tf.variable(e, true, `${HEAD_PREFIX}weight/${Math.random().toString(36).slice(2)}`);
+      const scale = tf.exp(model.params.get("logit_scale")!);
+      return tf.variable(tf.mul(e, scale), true, `head.w/${id}`);
     });
+    const rows = w.shape[0];
     params.set(`${HEAD_PREFIX}weight`, w);
+    params.set(`${HEAD_PREFIX}bias`, tf.variable(tf.zeros([rows]), true, `head.b/${id}`));
+    if (rows < task.classnames.length) {
+      disposeHead(params, model);
+      throw new Error(
+        `the linear head has ${rows} rows but ${task.name} has ${task.classnames.length} ` +
+          `classes: give classes ≥ ${task.classnames.length} (--n-class) or init "zeroshot"`,
+      );
+    }
   }
   const selected = options.onlyExtra ? [] : selectTrainable(params.keys(), mode, {
     freeze: options.freeze,
@@ -328,14 +366,21 @@ function makeContext(run: TrainRun, step: number, lr: number, batch: TrainBatch)
     lr,
     batch,
     logitScale,
-    imageFeatures: () => img ??= normalizeRows(model.encodeImage(batch.images)),
+    imageFeatures: () => img ??= normalizeRows(batch.features ?? model.encodeImage(batch.images)),
     classEmbeddings: () => {
       if (txt) return txt;
-      if (usesHead(mode)) txt = run.params.get(`${HEAD_PREFIX}weight`)! as tf.Tensor as tf.Tensor2D;
-      else txt = normalizeRows(model.encodeText(run.task.textTokens));
+      const w = run.params.get(`${HEAD_PREFIX}weight`) as tf.Tensor2D | undefined;
+      txt = w ? normalizeRows(w) : normalizeRows(model.encodeText(run.task.textTokens));
       return txt;
     },
-    logits: () => lg ??= clipLogits(ctx.imageFeatures(), ctx.classEmbeddings(), logitScale, true),
+    logits: () => {
+      if (lg) return lg;
+      const w = run.params.get(`${HEAD_PREFIX}weight`) as tf.Tensor2D | undefined;
+      if (!w) return lg = clipLogits(ctx.imageFeatures(), ctx.classEmbeddings(), logitScale, true);
+      // the reference's image classifier: normalize(x)·Wᵀ + b (the scale lives in W)
+      const b = run.params.get(`${HEAD_PREFIX}bias`)!;
+      return lg = tf.add(tf.matMul(ctx.imageFeatures(), w, false, true), b) as tf.Tensor2D;
+    },
   };
   return ctx;
 }
@@ -409,6 +454,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
   } finally {
     run.model.training = false;
     batch.images.dispose();
+    batch.features?.dispose();
   }
 }
 
@@ -459,8 +505,11 @@ export function weightsToSave(run: TrainRun): ReadonlyMap<string, tf.Tensor> {
 export function disposeRun(run: TrainRun): void {
   run.optimizer.dispose();
   for (const p of run.parts) p.dispose?.();
-  const head = run.params.get(`${HEAD_PREFIX}weight`);
-  if (head && !run.model.params.has(`${HEAD_PREFIX}weight`)) head.dispose();
+  disposeHead(run.params, run.model);
+}
+
+function disposeHead(params: ReadonlyMap<string, tf.Variable>, model: ClipModel): void {
+  for (const [k, v] of params) if (k.startsWith(HEAD_PREFIX) && !model.params.has(k)) v.dispose();
 }
 
 /** Optimizer state of a run (for resume). */

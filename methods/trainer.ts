@@ -44,17 +44,26 @@ import {
 import { ogdPart, type OgdPartOptions } from "../ogd/part.ts";
 import { classPrompts, finetune } from "./builtin.ts";
 import { StepBatches } from "./data.ts";
+import { cachedFeatures, featureBatches } from "./features.ts";
 import type { MovingAvgAnchor } from "./ensemble.ts";
-import { appendResultsDb, type EvalResult, evaluate, tokenizeFor } from "./evaluate.ts";
+import {
+  appendResultsDb,
+  type EvalResult,
+  evaluate,
+  type LinearHead,
+  tokenizeFor,
+} from "./evaluate.ts";
 import type { LogLevel, Method, MethodContext, MethodSetup } from "./method.ts";
-import type { TrainMode } from "./params.ts";
+import { HEAD_PREFIX, type TrainMode } from "./params.ts";
 import { loadTrainState, saveTrainState } from "./state.ts";
 import { baseParts } from "./presets.ts";
 import {
   createRun,
   disposeRun,
+  type HeadOptions,
   runSteps,
   type StepRecord,
+  type TrainBatch,
   type TrainOptions,
   type TrainPart,
   type TrainRun,
@@ -89,6 +98,8 @@ export interface TrainEvalOptions {
   limit?: number;
   /** Batches per dataset (the reference's `--max-evaluation-size`). */
   maxBatches?: number;
+  /** With a linear head, evaluate each dataset with its own zero-shot head instead. */
+  datasetShift?: boolean;
   /** Append a JSON line per evaluation to this file (the reference's `--results-db`). */
   resultsDb?: string;
   /** The options written into each results-db line (default: a summary of the run's options). */
@@ -119,6 +130,14 @@ export interface TrainTaskOptions {
   trainMode?: TrainMode;
   /** Freeze embeddings and projections. */
   freeze?: boolean;
+  /**
+   * The linear probe (`--freeze-encoder --cache-dir DIR`): with `trainMode: "fc"`, the frozen
+   * encoder's features of the training set are computed once into this folder (reused by later
+   * runs on the same weights) and the head trains on them.
+   */
+  featureCache?: string;
+  /** The linear head of the fc train modes (see the engine's `TrainOptions.head`). */
+  head?: HeadOptions | false;
   /** Optimizer steps (exclusive with `epochs`; default one epoch). */
   iterations?: number;
   /** Epochs over the training set. */
@@ -398,13 +417,35 @@ export async function trainTask(
   }
 
   const res = model.config.imageResolution;
-  const stream = new StepBatches(ds, {
-    batchSize,
-    seed,
-    transform: trainTransform(res),
-    workers,
-  });
-  const cleanup: (() => void | Promise<void>)[] = [() => stream.close()];
+  const cleanup: (() => void | Promise<void>)[] = [];
+  let batchOf: (step: number) => Promise<TrainBatch>;
+  let perEpoch: number;
+  if (o.featureCache) {
+    if ((o.trainMode ?? "whole") !== "fc") {
+      throw new Error(
+        `featureCache (--cache-dir with --freeze-encoder) trains only the linear head: ` +
+          `it needs trainMode "fc", not "${o.trainMode ?? "whole"}"`,
+      );
+    }
+    const cache = await cachedFeatures(model, ds, o.featureCache, {
+      batchSize: batchSizeEval,
+      workers,
+      log: level,
+    });
+    const fb = featureBatches(cache, batchSize, seed);
+    batchOf = fb.batch;
+    perEpoch = fb.perEpoch;
+  } else {
+    const stream = new StepBatches(ds, {
+      batchSize,
+      seed,
+      transform: trainTransform(res),
+      workers,
+    });
+    cleanup.push(() => stream.close());
+    batchOf = (s) => stream.batch(s);
+    perEpoch = stream.perEpoch;
+  }
   let textTokens: tf.Tensor2D | undefined;
   let run: TrainRun | undefined;
   let lora: LoraState | undefined;
@@ -414,8 +455,8 @@ export async function trainTask(
       name,
       classnames: ds.classnames,
       textTokens,
-      batch: (s) => stream.batch(s),
-      batchesPerEpoch: stream.perEpoch,
+      batch: batchOf,
+      batchesPerEpoch: perEpoch,
     };
     const ctx: MethodContext = { ...ctxBase, task };
     const setup = await method.setup(ctx);
@@ -430,6 +471,7 @@ export async function trainTask(
       warmupLength: o.warmupLength,
       trainMode: o.trainMode,
       freeze: o.freeze,
+      head: o.head,
       parts,
       finalStep: o.finalStep,
       shouldStop: o.shouldStop,
@@ -473,7 +515,7 @@ export async function trainTask(
     }
     const extra = run.lastStep > run.totalSteps ? " + the final lr(total) step" : "";
     log.info(
-      `train ${name}: ${run.totalSteps} steps (${stream.perEpoch}/epoch)${extra}, ` +
+      `train ${name}: ${run.totalSteps} steps (${perEpoch}/epoch)${extra}, ` +
         `method ${method.name}, mode ${o.trainMode ?? "whole"}, ` +
         `${result.trainableParameters} trainable parameters`,
     );
@@ -487,7 +529,7 @@ export async function trainTask(
     };
     const averaged = !!o.averaging;
     const evalNames = o.eval?.datasets ?? [];
-    const evalInterval = o.eval?.everyEpoch ? stream.perEpoch : o.eval?.interval;
+    const evalInterval = o.eval?.everyEpoch ? perEpoch : o.eval?.interval;
     const evaluateAt = async (iteration: number) => {
       const r = await evaluate(model, evalNames, {
         dataRoot,
@@ -496,6 +538,8 @@ export async function trainTask(
         maxBatches: o.eval?.maxBatches,
         workers,
         weights: averaged && run ? weightsToSave(run) : undefined,
+        linearHead: run ? linearHeadOf(run) : undefined,
+        datasetShift: o.eval?.datasetShift,
         log: level,
         metricsDir: dir,
         iteration,
@@ -551,6 +595,12 @@ export async function trainTask(
     }
     // The task's result: the weight-ensembled weights with averaging, LoRA merged with LoRA.
     const weights: StateDict = lora ? mergedStateDict(model, lora) : varsToSd(weightsToSave(run));
+    // the fc modes' linear head is saved with the model (`head.*` keys; see `splitHead`)
+    for (const [k, v] of run.params) {
+      if (k.startsWith(HEAD_PREFIX) && !weights.has(k)) {
+        weights.set(k, varsToSd(new Map([[k, v]])).get(k)!);
+      }
+    }
     if (paths) {
       await Deno.mkdir(dir!, { recursive: true });
       const meta = {
@@ -609,6 +659,14 @@ export async function trainTask(
     for (const c of cleanup) await c();
     textTokens?.dispose();
   }
+}
+
+function linearHeadOf(run: TrainRun): LinearHead | undefined {
+  const weight = run.params.get(`${HEAD_PREFIX}weight`);
+  const bias = run.params.get(`${HEAD_PREFIX}bias`);
+  return weight && bias
+    ? { weight: weight as tf.Tensor as tf.Tensor2D, bias: bias as tf.Tensor as tf.Tensor1D }
+    : undefined;
 }
 
 function placeholderTask(name: string, ds: Dataset): TrainTask {

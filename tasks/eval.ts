@@ -18,7 +18,13 @@ import { loadClip } from "../clip/load.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { classify, zeroShotHead } from "../clip/zeroshot.ts";
 import { wiseFt } from "../methods/ensemble.ts";
-import { appendAllResults, appendResultsDb, evaluate } from "../methods/evaluate.ts";
+import {
+  appendAllResults,
+  appendResultsDb,
+  evaluate,
+  type LinearHead,
+} from "../methods/evaluate.ts";
+import { splitHead } from "../methods/params.ts";
 import type { FlagSpec, FlagValues } from "../methods/method.ts";
 import { flagsHelp, listFlag, numberFlag, parseFlags } from "./train_flags.ts";
 
@@ -54,16 +60,26 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
   const { model, preprocess } = await loadClip(String(a.model), {
     cacheDir: a["cache-dir"] as string,
   });
+  let linearHead: LinearHead | undefined;
   try {
     let modelName = String(a.model);
     if (a.load) {
       const ck = await readCheckpoint(String(a.load));
+      // an fc train mode's checkpoint also holds its linear head (`head.*`)
+      const { model: weights, head } = splitHead(ck.stateDict);
       if (a["wise-ft"]) {
-        model.loadStateDict(wiseFt(ck.stateDict, model.stateDict(), alpha));
+        model.loadStateDict(wiseFt(weights, model.stateDict(), alpha));
         modelName = `${a.load} (wise-ft α=${alpha})`;
       } else {
-        model.loadStateDict(ck.stateDict);
+        model.loadStateDict(weights);
         modelName = String(a.load);
+      }
+      if (head?.has("head.weight") && head.has("head.bias")) {
+        const w = head.get("head.weight")!, b = head.get("head.bias")!;
+        linearHead = {
+          weight: tf.tensor2d(w.data as Float32Array, w.shape as [number, number]),
+          bias: tf.tensor1d(b.data as Float32Array),
+        };
       }
     }
     let top: TopEntry[] | undefined;
@@ -93,6 +109,8 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
         limit,
         workers,
         log: "progress",
+        linearHead,
+        datasetShift: !!a["dataset-shift"],
       });
       const dir = typeof a.save === "string" ? a.save : ".";
       if (dir !== ".") await Deno.mkdir(dir, { recursive: true });
@@ -108,6 +126,7 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
     }
     return top;
   } finally {
+    if (linearHead) tf.dispose([linearHead.weight, linearHead.bias]);
     model.dispose();
   }
 }

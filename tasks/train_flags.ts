@@ -19,7 +19,7 @@ import {
   methodNames,
   methodsHelp,
 } from "../methods/method.ts";
-import { TRAIN_MODES, type TrainMode } from "../methods/params.ts";
+import { splitHead, TRAIN_MODES, type TrainMode } from "../methods/params.ts";
 import type { AveragingOptions, TrainTaskOptions } from "../methods/trainer.ts";
 import type { MovingAvgAnchor } from "../methods/ensemble.ts";
 
@@ -90,6 +90,11 @@ export const TRAIN_FLAGS: Record<string, FlagSpec & { short?: string }> = {
   "workers": { type: "string", default: "0", description: "loader threads" },
   "no-final-step": { type: "boolean", default: false, description: "no final lr(total) step" },
   "import": { type: "string", description: "modules registering methods F[,F]" },
+  "fc-init": { type: "boolean", default: false, description: "fc head from the zero-shot head" },
+  "fc-setnone": { type: "boolean", default: false, description: "fc modes without a head" },
+  "n-class": { type: "string", default: "10", description: "rows of a zero-initialised fc head" },
+  "dataset-shift": { type: "boolean", default: false, description: "eval: own zero-shot heads" },
+  "freeze-encoder": { type: "boolean", default: false, description: "train only the fc head" },
   "untrained": { type: "boolean", default: false, description: "start from fresh weights" },
   "results-db": { type: "string", description: "append a JSON line per evaluation" },
   "quiet": { type: "boolean", default: false, description: "progress only" },
@@ -314,8 +319,16 @@ export async function trainOptionsFromFlags(f: FlagValues): Promise<FlagOptions>
   const evalDatasets = listFlag(f, "eval-datasets");
   const options: TrainTaskOptions = {
     method,
-    trainMode: String(f["train-mode"] ?? "whole") as TrainMode,
+    trainMode: (f["freeze-encoder"] ? "fc" : String(f["train-mode"] ?? "whole")) as TrainMode,
+    featureCache: f["freeze-encoder"] && typeof f["cache-dir"] === "string"
+      ? f["cache-dir"]
+      : undefined,
     freeze: !!f.freeze,
+    head: f["fc-setnone"]
+      ? false
+      : f["fc-init"]
+      ? { init: "zeroshot" }
+      : { init: "zeros", classes: numberFlag(f, "n-class", { integer: true, positive: true }) },
     iterations: numberFlag(f, "iterations"),
     epochs: numberFlag(f, "epochs"),
     batchSize: numberFlag(f, "batch-size"),
@@ -364,6 +377,7 @@ export async function trainOptionsFromFlags(f: FlagValues): Promise<FlagOptions>
         everyEpoch: !!f["eval-every-epoch"],
         limit: numberFlag(f, "eval-limit"),
         maxBatches: numberFlag(f, "max-evaluation-size"),
+        datasetShift: !!f["dataset-shift"],
         resultsDb: typeof f["results-db"] === "string" ? f["results-db"] : undefined,
         resultsDbOptions: f,
       }
@@ -371,6 +385,8 @@ export async function trainOptionsFromFlags(f: FlagValues): Promise<FlagOptions>
     log: f.quiet ? "progress" : "verbose",
     lossInterval: numberFlag(f, "loss-interval"),
   };
-  const load = typeof f.load === "string" ? (await readCheckpoint(f.load)).stateDict : undefined;
+  const load = typeof f.load === "string"
+    ? splitHead((await readCheckpoint(f.load)).stateDict).model
+    : undefined;
   return { method, options, load };
 }
