@@ -357,7 +357,6 @@ export async function createRun(
 
 function makeContext(run: TrainRun, step: number, lr: number, batch: TrainBatch): StepContext {
   const { model } = run;
-  const mode = run.options.trainMode ?? "whole";
   const logitScale = model.params.get("logit_scale")!;
   let img: tf.Tensor2D | undefined, txt: tf.Tensor2D | undefined, lg: tf.Tensor2D | undefined;
   const ctx: StepContext = {
