@@ -105,5 +105,20 @@ export {
   resizeLikePil,
   type RgbImage,
 } from "./images/image.ts";
-export * from "./images/preprocess.ts";
+export {
+  centerCrop,
+  centerCropRect,
+  CLIP_MEAN,
+  CLIP_STD,
+  type CropBox,
+  cropImage,
+  makePreprocess,
+  normalize,
+  type PreprocessOptions,
+  preprocessImage,
+  preprocessPixels,
+  resizeAndCenterCrop,
+  resizeCenterCrop,
+  resizeShortestSide,
+} from "./images/preprocess.ts";
 export type { LayerContext } from "./layers.ts";

@@ -6,9 +6,6 @@
 export { hashSeed, Rng, type RngState } from "./rng.ts";
 export {
   applyTransform,
-  centerCropRect,
-  type CropBox,
-  cropImage,
   decodeAndTransform,
   evalTransform,
   type EvalTransformSpec,
@@ -18,7 +15,6 @@ export {
   type NormalizeTransformSpec,
   type PilImage,
   randomResizedCropParams,
-  resizeShortestSize,
   trainTransform,
   type TrainTransformSpec,
   transformGeometry,

@@ -21,6 +21,16 @@ import {
   resizeLikePil,
   toRgb,
 } from "../clip/images/image.ts";
+import {
+  centerCropRect,
+  CLIP_MEAN,
+  CLIP_STD,
+  type CropBox,
+  cropImage,
+  normalize,
+  pyRound,
+  resizeAndCenterCrop,
+} from "../clip/images/preprocess.ts";
 import { Rng } from "./rng.ts";
 import { type DecodedImage, isDecoded } from "./types.ts";
 
@@ -30,10 +40,9 @@ import { type DecodedImage, isDecoded } from "./types.ts";
  */
 export type PilImage = ModeImage;
 
-// CLIP's normalisation constants (the same values as `clip/images/preprocess.ts`, which this module
-// does not import: that one loads TensorFlow.js, and this one runs inside worker threads).
-const CLIP_MEAN: readonly number[] = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD: readonly number[] = [0.26862954, 0.26130258, 0.27577711];
+// The geometry and normalisation are CLIP's preprocessing (`clip/images/preprocess.ts`, which
+// loads no TensorFlow.js, so this module runs in worker threads too).
+export { centerCropRect, type CropBox, cropImage };
 
 /** Mean and standard deviation per RGB channel (on the 0–1 scale). */
 export interface NormalizeOptions {
@@ -105,27 +114,6 @@ function checkSide(size: number): void {
   }
 }
 
-/** Python 3 `round()` of a float to an integer: halves go to the even neighbour. */
-export function pyRound(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** A crop rectangle in pixels: rows `top … top+height-1`, columns `left … left+width-1`. */
-export interface CropBox {
-  /** First row. */
-  top: number;
-  /** First column. */
-  left: number;
-  /** Number of rows. */
-  height: number;
-  /** Number of columns. */
-  width: number;
-}
-
 /**
  * `torchvision.transforms.RandomResizedCrop.get_params` with `rng` in place of torch's
  * generator: up to ten attempts at a crop of random area and log-uniform aspect ratio that fits,
@@ -172,77 +160,9 @@ export function randomResizedCropParams(
   };
 }
 
-/**
- * Output size of torchvision `Resize(size)` (an int: the shortest side becomes `size`, the
- * longer one `int(size * long / short)`).
- */
-export function resizeShortestSize(
-  width: number,
-  height: number,
-  size: number,
-): { width: number; height: number } {
-  if (width <= height) return { width: size, height: Math.trunc((size * height) / width) };
-  return { width: Math.trunc((size * width) / height), height: size };
-}
-
-/** torchvision `CenterCrop(size)` box for an image at least `size` on each side. */
-export function centerCropRect(width: number, height: number, size: number): CropBox {
-  return {
-    top: pyRound((height - size) / 2),
-    left: pyRound((width - size) / 2),
-    height: size,
-    width: size,
-  };
-}
-
-/**
- * Copy the pixels of `box` out of `img` (PIL `Image.crop`, box inside the image); `channels`
- * defaults to 3.
- */
-export function cropImage<
-  T extends { data: Uint8Array; width: number; height: number; channels?: number },
->(img: T, box: CropBox): T {
-  const { top, left, width, height } = box;
-  if (top < 0 || left < 0 || top + height > img.height || left + width > img.width) {
-    throw new RangeError(
-      `crop box ${JSON.stringify(box)} outside a ${img.width}×${img.height} image`,
-    );
-  }
-  if (top === 0 && left === 0 && width === img.width && height === img.height) return img;
-  const ch = img.channels ?? 3;
-  const out = new Uint8Array(width * height * ch);
-  const rowBytes = width * ch;
-  for (let y = 0; y < height; y++) {
-    const src = ((top + y) * img.width + left) * ch;
-    out.set(img.data.subarray(src, src + rowBytes), y * rowBytes);
-  }
-  return { ...img, data: out, width, height };
-}
-
 function resizeTo(img: ModeImage, width: number, height: number): ModeImage {
   if (img.width === width && img.height === height) return img; // PIL returns a copy: same pixels
   return resizeLikePil(img, width, height);
-}
-
-const lutCache = new Map<string, Float32Array>();
-
-/** Lookup table byte → normalised float32 for each channel (`(v/255 − mean) / std` in fp32). */
-function normalizeLut(mean: readonly number[], std: readonly number[]): Float32Array {
-  const key = `${mean.join(",")}|${std.join(",")}`;
-  let lut = lutCache.get(key);
-  if (!lut) {
-    if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s > 0))) {
-      throw new RangeError(`normalise: need 3 means and 3 positive stds, got ${mean} / ${std}`);
-    }
-    lut = new Float32Array(768);
-    const f = Math.fround;
-    for (let c = 0; c < 3; c++) {
-      const m = f(mean[c]), s = f(std[c]);
-      for (let v = 0; v < 256; v++) lut[c * 256 + v] = f(f(f(v / 255) - m) / s);
-    }
-    lutCache.set(key, lut);
-  }
-  return lut;
 }
 
 /**
@@ -255,21 +175,19 @@ export function normalizeImage(
   out?: Float32Array,
   offset = 0,
 ): Float32Array {
-  const lut = normalizeLut(opts.mean ?? CLIP_MEAN, opts.std ?? CLIP_STD);
   const n = img.width * img.height * 3;
   if (img.data.length !== n) {
     throw new RangeError(
       `image data has ${img.data.length} bytes, expected ${n} for ${img.width}×${img.height} RGB`,
     );
   }
-  out ??= new Float32Array(n);
-  const d = img.data;
-  for (let i = 0; i < n; i += 3) {
-    out[offset + i] = lut[d[i]];
-    out[offset + i + 1] = lut[256 + d[i + 1]];
-    out[offset + i + 2] = lut[512 + d[i + 2]];
-  }
-  return out;
+  return normalize(
+    img.data,
+    opts.mean ?? CLIP_MEAN,
+    opts.std ?? CLIP_STD,
+    out ?? new Float32Array(n),
+    offset,
+  );
 }
 
 /**
@@ -284,11 +202,8 @@ export function transformGeometry(
   switch (spec.kind) {
     case "normalize":
       return img;
-    case "eval": {
-      const r = resizeShortestSize(img.width, img.height, spec.size);
-      const resized = resizeTo(img, r.width, r.height);
-      return cropImage(resized, centerCropRect(resized.width, resized.height, spec.size));
-    }
+    case "eval":
+      return resizeAndCenterCrop(img, spec.size);
     case "train": {
       if (!rng) throw new Error("train transform needs a random generator (seed)");
       const box = randomResizedCropParams(img.width, img.height, spec.scale, spec.ratio, rng);

@@ -11,7 +11,6 @@
  */
 import type { tf } from "../backends/tf.ts";
 import {
-  type Box,
   type DecodedPixels,
   decodePixels,
   type DecoderName,
@@ -25,10 +24,13 @@ export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.45782
 /** CLIP's per-channel RGB standard deviation. */
 export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
-/** Python's `round` (half to even). */
-function pyRound(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+/** Python 3 `round()` of a float to an integer: halves go to the even neighbour. */
+export function pyRound(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
 }
 
 /**
@@ -40,14 +42,58 @@ export function resizeShortestSide(width: number, height: number, n: number): [n
   return [Math.trunc((n * width) / height), n];
 }
 
-/** torchvision `CenterCrop` box `[x0, y0, x1, y1]` of a `cropW × cropH` crop (Python rounding). */
-export function centerCropBox(width: number, height: number, cropW: number, cropH: number): Box {
+/** A crop rectangle in pixels: rows `top … top+height-1`, columns `left … left+width-1`. */
+export interface CropBox {
+  /** First row. */
+  top: number;
+  /** First column. */
+  left: number;
+  /** Number of rows. */
+  height: number;
+  /** Number of columns. */
+  width: number;
+}
+
+/** torchvision `CenterCrop((cropH, cropW))` box (Python rounding); the crop must fit. */
+export function centerCropRect(
+  width: number,
+  height: number,
+  cropW: number,
+  cropH: number = cropW,
+): CropBox {
   if (cropW > width || cropH > height) {
     throw new Error(`centerCrop: ${cropW}×${cropH} crop larger than the ${width}×${height} image`);
   }
-  const top = pyRound((height - cropH) / 2);
-  const left = pyRound((width - cropW) / 2);
-  return [left, top, left + cropW, top + cropH];
+  return {
+    top: pyRound((height - cropH) / 2),
+    left: pyRound((width - cropW) / 2),
+    height: cropH,
+    width: cropW,
+  };
+}
+
+/**
+ * Copy the pixels of `box` out of `img` (PIL `Image.crop`, box inside the image); `channels`
+ * defaults to 3. The whole image is returned as is.
+ */
+export function cropImage<
+  T extends { data: Uint8Array; width: number; height: number; channels?: number },
+>(img: T, box: CropBox): T {
+  const { top, left, width, height } = box;
+  if (top < 0 || left < 0 || top + height > img.height || left + width > img.width) {
+    throw new RangeError(
+      `crop box ${JSON.stringify(box)} outside a ${img.width}×${img.height} image`,
+    );
+  }
+  if (top === 0 && left === 0 && width === img.width && height === img.height) return img;
+  const ch = img.channels ?? 3;
+  const out = new Uint8Array(width * height * ch);
+  const rowBytes = width * ch;
+  for (let y = 0; y < height; y++) {
+    const src = ((top + y) * img.width + left) * ch;
+    out.set(img.data.subarray(src, src + rowBytes), y * rowBytes);
+  }
+  return { ...img, data: out, width, height };
 }
 
 /** torchvision `CenterCrop((cropH, cropW))` of interleaved pixels (`channels` default 3). */
@@ -58,46 +104,65 @@ export function centerCrop<
   cropW: number,
   cropH: number = cropW,
 ): T {
-  const ch = img.channels ?? 3;
-  const [x0, y0] = centerCropBox(img.width, img.height, cropW, cropH);
-  const out = new Uint8Array(cropW * cropH * ch);
-  for (let y = 0; y < cropH; y++) {
-    const s = ((y + y0) * img.width + x0) * ch;
-    out.set(img.data.subarray(s, s + cropW * ch), y * cropW * ch);
+  return cropImage(img, centerCropRect(img.width, img.height, cropW, cropH));
+}
+
+const lutCache = new Map<string, Float32Array>();
+
+/** Lookup table byte → normalised float32 per channel (`(v/255 − mean) / std` in fp32). */
+function normalizeLut(mean: readonly number[], std: readonly number[]): Float32Array {
+  const key = `${mean.join(",")}|${std.join(",")}`;
+  let lut = lutCache.get(key);
+  if (!lut) {
+    if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s > 0))) {
+      throw new RangeError(`normalise: need 3 means and 3 positive stds, got ${mean} / ${std}`);
+    }
+    lut = new Float32Array(768);
+    const f = Math.fround;
+    for (let c = 0; c < 3; c++) {
+      const m = f(mean[c]), s = f(std[c]);
+      for (let v = 0; v < 256; v++) lut[c * 256 + v] = f(f(f(v / 255) - m) / s);
+    }
+    lutCache.set(key, lut);
   }
-  return { ...img, data: out, width: cropW, height: cropH };
+  return lut;
 }
 
 /**
  * `ToTensor()` + `Normalize(mean, std)` of RGB bytes, kept channels-last: `(x / 255 - mean) / std`
- * in float32 arithmetic as torch does. Returns a new HWC Float32Array (or fills `out`).
+ * in float32 arithmetic as torch does. Writes into `out` at element `offset` (a new HWC
+ * Float32Array by default) and returns it.
  */
 export function normalize(
   rgb: Uint8Array,
   mean: readonly number[] = CLIP_MEAN,
   std: readonly number[] = CLIP_STD,
   out: Float32Array = new Float32Array(rgb.length),
+  offset = 0,
 ): Float32Array {
-  const f = Math.fround;
-  const m = mean.map(f), s = std.map(f);
-  const lut = new Float32Array(256 * 3);
-  for (let c = 0; c < 3; c++) {
-    for (let v = 0; v < 256; v++) lut[c * 256 + v] = f(f(f(v / 255) - m[c]) / s[c]);
-  }
+  const lut = normalizeLut(mean, std);
   for (let i = 0; i < rgb.length; i += 3) {
-    out[i] = lut[rgb[i]];
-    out[i + 1] = lut[256 + rgb[i + 1]];
-    out[i + 2] = lut[512 + rgb[i + 2]];
+    out[offset + i] = lut[rgb[i]];
+    out[offset + i + 1] = lut[256 + rgb[i + 1]];
+    out[offset + i + 2] = lut[512 + rgb[i + 2]];
   }
   return out;
 }
 
+/**
+ * torchvision `Resize(nPx)` of the shortest side (PIL resampling) and `CenterCrop(nPx)`, in the
+ * image's own PIL mode (no RGB conversion).
+ */
+export function resizeAndCenterCrop(img: DecodedPixels, nPx: number): DecodedPixels {
+  const [w, h] = resizeShortestSide(img.width, img.height, nPx);
+  // PIL returns a copy at the same size: the same pixels
+  const resized = w === img.width && h === img.height ? img : resizeLikePil(img, w, h);
+  return centerCrop(resized, nPx, nPx);
+}
+
 /** Resize the shortest side to `nPx` (PIL rules) and center-crop to `nPx × nPx`, then to RGB. */
 export function resizeCenterCrop(img: DecodedPixels, nPx: number): Pixels {
-  const [w, h] = resizeShortestSide(img.width, img.height, nPx);
-  const resized = resizeLikePil(img, w, h);
-  const cropped = centerCrop(resized, nPx, nPx);
-  return { ...toRgb(cropped), channels: 3 };
+  return { ...toRgb(resizeAndCenterCrop(img, nPx)), channels: 3 };
 }
 
 /** Options of {@link preprocessImage} and {@link makePreprocess}. */

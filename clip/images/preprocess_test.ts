@@ -2,7 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { readF32, sharedPath, skipWithoutShared } from "../_testing.ts";
 import {
   centerCrop,
-  centerCropBox,
+  centerCropRect,
   CLIP_MEAN,
   CLIP_STD,
   makePreprocess,
@@ -88,9 +88,13 @@ Deno.test("resizeShortestSide: torchvision Resize(int) truncation", () => {
 });
 
 Deno.test("centerCrop: torchvision rounding (Python round, half to even)", () => {
-  assertEquals(centerCropBox(298, 224, 224, 224), [37, 0, 261, 224]); // (74)/2 = 37
-  assertEquals(centerCropBox(5, 5, 2, 2), [2, 2, 4, 4]); // round(1.5) = 2
-  assertEquals(centerCropBox(7, 4, 2, 1), [2, 2, 4, 3]); // round(2.5) = 2, round(1.5) = 2
+  const box = (w: number, h: number, cw: number, ch: number) => {
+    const b = centerCropRect(w, h, cw, ch);
+    return [b.left, b.top, b.left + b.width, b.top + b.height];
+  };
+  assertEquals(box(298, 224, 224, 224), [37, 0, 261, 224]); // (74)/2 = 37
+  assertEquals(box(5, 5, 2, 2), [2, 2, 4, 4]); // round(1.5) = 2
+  assertEquals(box(7, 4, 2, 1), [2, 2, 4, 3]); // round(2.5) = 2, round(1.5) = 2
   const img = { data: Uint8Array.from({ length: 4 * 3 * 3 }, (_, i) => i), width: 4, height: 3 };
   const c = centerCrop(img, 2, 1); // left round(1.0) = 1, top round(1.0) = 1
   assertEquals(Array.from(c.data), [15, 16, 17, 18, 19, 20]);
