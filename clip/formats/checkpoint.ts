@@ -483,6 +483,8 @@ function readTorchLegacy(bytes: Uint8Array, fileName: string): Checkpoint {
 export interface SaveCheckpointOptions {
   /** Storage dtype of floating-point tensors (default `"float32"`). */
   floatDtype?: "float32" | "float16";
+  /** Save tensors holding NaN or ±Infinity (default false: such a save is refused). */
+  allowNonFinite?: boolean;
 }
 
 /**
@@ -497,6 +499,20 @@ export async function saveCheckpoint(
   opts: SaveCheckpointOptions = {},
 ): Promise<void> {
   const floatDtype = opts.floatDtype ?? "float32";
+  if (!opts.allowNonFinite) {
+    for (const [k, t] of sd) {
+      if (!(t.data instanceof Float32Array)) continue;
+      const d = t.data;
+      for (let i = 0; i < d.length; i++) {
+        if (!Number.isFinite(d[i])) {
+          throw new Error(
+            `${path}: not saved: tensor ${k} holds ${d[i]} (element ${i}); weights that are not ` +
+              `finite come from a diverged run (lower the learning rate)`,
+          );
+        }
+      }
+    }
+  }
   await writeSafetensorsFile(path, sd, { ...meta, dtype: meta.dtype ?? floatDtype }, {
     floatDtype,
   });
