@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { requireNumberFlag, runMain } from "./flags.ts";
 import { parseArgs } from "./cli.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH } from "../clip/load.ts";
@@ -111,6 +112,12 @@ export async function main(
     );
     return [];
   }
+  // Checked before any work (the demo runs for minutes).
+  const iterations = requireNumberFlag("iterations", values.iterations, { integer: true, min: 1 });
+  const evalLimit = requireNumberFlag("eval-limit", values["eval-limit"], {
+    integer: true,
+    min: 1,
+  });
   const t0 = performance.now();
   // The tiny model trains fastest on wasm (per-op overhead dominates; see `deno task bench`),
   // unless a backend is asked for.
@@ -125,9 +132,9 @@ export async function main(
   }
   if (values.fresh) await Deno.remove(values.out!, { recursive: true }).catch(() => {});
   const opts = {
-    iterations: Number(values.iterations),
+    iterations,
     out: values.out!,
-    evalLimit: Number(values["eval-limit"]),
+    evalLimit,
     backend,
   };
   const runs = [];
@@ -147,4 +154,4 @@ export async function main(
   return runs;
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runMain(() => main(Deno.args));

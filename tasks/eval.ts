@@ -13,9 +13,10 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
+import { validateTrainFlags } from "./flags.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { initBackend } from "../clip/backends/backend.ts";
-import { loadClip } from "../clip/load.ts";
+import { checkWeights, loadClip } from "../clip/load.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { classify, zeroShotHead } from "../clip/zeroshot.ts";
 import { wiseFt } from "../methods/ensemble.ts";
@@ -39,6 +40,7 @@ export function parseEvalArgs(argv: string[]): TrainArgs {
     strict: true,
     allowPositionals: false,
   });
+  validateTrainFlags(values);
   return values as TrainArgs;
 }
 
@@ -61,6 +63,8 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
     let modelName = String(a.model);
     if (a.load) {
       const ck = await readCheckpoint(String(a.load));
+      const strict = !a["non-strict"];
+      ck.stateDict = checkWeights(model, ck.stateDict, String(a.load), { strict });
       if (a["wise-ft"]) {
         const alpha = Number(a.alpha);
         model.loadStateDict(wiseFt(ck.stateDict, model.stateDict(), alpha), { strict: false });
@@ -77,6 +81,7 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
       }
       const names = (await Deno.readTextFile(String(a["class-names"])))
         .split(/\r?\n/).map((s) => s.trim()).filter((s) => s.length);
+      if (!names.length) throw new Error(`${a["class-names"]}: no class names (one per line)`);
       const head = await zeroShotHead(model, names, [String(a.prompt)]);
       const img = await preprocess(await Deno.readFile(String(a["eval-single"])));
       const batch = tf.expandDims(img, 0) as tf.Tensor4D;

@@ -16,6 +16,7 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
+import { validateTrainFlags } from "./flags.ts";
 import {
   evaluateAll,
   libraryVersion,
@@ -49,6 +50,7 @@ export function parseSequenceArgs(argv: string[]): TrainArgs {
     strict: true,
     allowPositionals: false,
   });
+  validateTrainFlags(values);
   return values as TrainArgs;
 }
 

@@ -15,9 +15,10 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
+import { validateTrainFlags } from "./flags.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { initBackend } from "../clip/backends/backend.ts";
-import { loadClip, tokenizerMeta } from "../clip/load.ts";
+import { checkWeights, loadClip, tokenizerMeta } from "../clip/load.ts";
 import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
@@ -88,6 +89,7 @@ export const TRAIN_FLAGS = {
   "save-interval": { type: "string", default: "0" },
   "resume": { type: "boolean", default: false },
   "load": { type: "string" },
+  "non-strict": { type: "boolean", default: false },
   "we": { type: "boolean", default: false },
   "we-wise": { type: "boolean", default: false },
   "we-wise-alpha": { type: "string", default: "0.98" },
@@ -159,6 +161,7 @@ export function parseTrainArgs(argv: string[]): TrainArgs {
     strict: true,
     allowPositionals: false,
   });
+  validateTrainFlags(values);
   return values as TrainArgs;
 }
 
@@ -320,7 +323,10 @@ export async function runTrain(
   const zeroshot = model.stateDict();
   if (a.load) {
     const ck = await readCheckpoint(String(a.load));
-    model.loadStateDict(ck.stateDict, { strict: false });
+    const strict = !a["non-strict"];
+    model.loadStateDict(checkWeights(model, ck.stateDict, String(a.load), { strict }), {
+      strict: false,
+    });
     console.log(`loaded ${a.load}`);
   }
   const root = String(a["data-location"]);
@@ -680,7 +686,9 @@ export async function runIcarl(a: TrainArgs): Promise<void> {
       // herding over candidates of the new task, with the trained model
       const { model } = await loadClip(String(a.model), { cacheDir: a["cache-dir"] as string });
       try {
-        model.loadStateDict((await readCheckpoint(ckpt)).stateDict, { strict: false });
+        model.loadStateDict(checkWeights(model, (await readCheckpoint(ckpt)).stateDict, ckpt), {
+          strict: false,
+        });
         const d = await ds(name);
         const n = Math.min(d.length, num(a, "icarl-candidates")!);
         const pick = Array.from(new Rng(seed + 3).permutation(d.length).subarray(0, n));
@@ -734,7 +742,7 @@ const HELP = `deno task train [flags]   (the seed's flags; _ and - spellings bot
         --lora-shared --lora-shared-split-qkvo --lora-save-adapters
   OGD:  --orthogonal-gradients N --orthogonal-gradients-path F[,F] --ogd-energy X
         --ogd-python-projection
-  --save DIR [--save-interval N] --resume  --load PATH  --backend NAME  --workers N  --seed N
+  --save DIR [--save-interval N] --resume  --load PATH [--non-strict]  --backend NAME  --workers N  --seed N
   --no-final-step   run exactly the scheduled steps; by default, as the seed's range(total + 1),
                     one more step at lr(total) = 0 follows (weights unchanged; BatchNorm statistics,
                     and the final weight-averaging sample when total % avg-freq == 0)`;
