@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { readRegularFile } from "./_files.ts";
 import { gunzipSync } from "fflate";
 import type { Dataset, DecodedImage, Example, Split } from "./types.ts";
 import { checkIndex } from "./types.ts";
@@ -169,7 +170,7 @@ export function parseIdx(bytes: Uint8Array, fileName = "<idx>", opts: IdxOptions
 
 /** Read and parse an IDX file (plain or `.gz`). */
 export async function readIdx(path: string, opts: IdxOptions = {}): Promise<IdxArray> {
-  return parseIdx(await Deno.readFile(path), path, opts);
+  return parseIdx(await readRegularFile(path), path, opts);
 }
 
 /** Options of {@linkcode IdxImageDataset}. */

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { readRegularFile } from "./_files.ts";
 import { Unzlib } from "fflate";
 
 /** A numeric (or logical) array, data column-major as MATLAB stores it. */
@@ -536,7 +537,7 @@ export function parseMat(
 
 /** Read and parse a level-5 MAT file. */
 export async function loadMat(path: string, opts: MatOptions = {}): Promise<Map<string, MatValue>> {
-  return parseMat(await Deno.readFile(path), path, opts);
+  return parseMat(await readRegularFile(path), path, opts);
 }
 
 /** A plain JS value as {@linkcode matToJs} returns it. */
