@@ -67,6 +67,14 @@ export function gunzipBounded(bytes: Uint8Array, fileName: string, maxBytes: num
     0,
     true,
   );
+  // Deflate expands at most ~1032:1: a larger claim is a corrupt or hostile trailer.
+  if (isize > bytes.length * 1100 + 1024) {
+    throw new IdxFormatError(
+      fileName,
+      bytes.length - 4,
+      `gzip trailer claims ${isize} bytes from ${bytes.length} compressed (corrupt?)`,
+    );
+  }
   if (isize > maxBytes) {
     throw new IdxFormatError(
       fileName,

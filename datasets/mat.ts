@@ -75,7 +75,7 @@ export class MatFormatError extends Error {
 
 /** Options of {@linkcode parseMat} / {@linkcode loadMat}. */
 export interface MatOptions {
-  /** Largest total decompressed size of `miCOMPRESSED` elements, bytes (default 1 GiB). */
+  /** Largest total decompressed size of `miCOMPRESSED` elements, bytes (default 256 MiB). */
   maxInflatedBytes?: number;
   /** Deepest nesting of cells/structs accepted (default 32). */
   maxDepth?: number;
@@ -510,7 +510,7 @@ export function parseMat(
     file: fileName,
     le,
     inflatedTotal: 0,
-    maxInflated: opts.maxInflatedBytes ?? 2 ** 30,
+    maxInflated: opts.maxInflatedBytes ?? 2 ** 28,
     maxDepth: opts.maxDepth ?? 32,
   };
   const top: Cursor = { bytes, view, base: 0, inflated: false };
