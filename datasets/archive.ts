@@ -545,7 +545,9 @@ export async function extractZipFile(
         throw new ArchiveError(
           path,
           entry.localHeaderOffset,
-          msg.startsWith(path) ? msg : `cannot write entry ${p.name}: ${msg}`,
+          msg.startsWith(`${path}: `)
+            ? msg.slice(path.length + 2)
+            : `cannot write entry ${p.name}: ${msg}`,
         );
       }
       opts.onProgress?.(entry.localHeaderOffset + entry.compressedSize);
