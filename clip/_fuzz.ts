@@ -136,7 +136,9 @@ const ENGINE_ERRORS =
 export function assertClearError(e: unknown, name?: string, what = "input"): void {
   if (!(e instanceof Error)) throw new Error(`${what}: threw a non-Error ${String(e)}`);
   const m = e.message;
-  if (e instanceof TypeError || ENGINE_ERRORS.test(m)) {
+  // node:util parseArgs reports user errors as TypeErrors with an ERR_PARSE_ARGS code
+  const parseArgsError = String((e as { code?: unknown }).code ?? "").startsWith("ERR_PARSE_ARGS");
+  if ((e instanceof TypeError && !parseArgsError) || ENGINE_ERRORS.test(m)) {
     throw new Error(`${what}: engine error instead of a clear one: ${e.name}: ${m}\n${e.stack}`);
   }
   if (name !== undefined && !m.includes(name)) {
