@@ -291,8 +291,11 @@ function materialize(
   if (shape.some((d) => d < 0) || stride.some((s) => s < 0) || off < 0) {
     throw new Error(`${where}: negative size, stride or offset`);
   }
-  if (!shape.every(Number.isSafeInteger) || !stride.every(Number.isSafeInteger)) {
-    throw new Error(`${where}: non-integer size or stride`);
+  if (
+    !shape.every(Number.isSafeInteger) || !stride.every(Number.isSafeInteger) ||
+    !Number.isSafeInteger(off)
+  ) {
+    throw new Error(`${where}: non-integer size, stride or offset`);
   }
   if (count > data.length && count > MAX_VIEW_EXPANSION) {
     throw new Error(
