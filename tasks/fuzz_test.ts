@@ -6,7 +6,7 @@
 import { expectClear, fuzzStats, Rng } from "../clip/_fuzz.ts";
 import { sharedPath, skipWithoutShared } from "../clip/_testing.ts";
 import { initBackend } from "../clip/backends/backend.ts";
-import { saveCheckpoint } from "../clip/formats/checkpoint.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
 import { checkWeights, loadClip, loadWeights } from "../clip/load.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
 import { loadTokenizer } from "../clip/tokenizers/tokenizer.ts";
@@ -182,6 +182,48 @@ Deno.test("fuzz: entry points exit non-zero with one line and no stack trace for
           if (r.s > 60) throw new Error(`${what}: took ${r.s.toFixed(0)} s`);
         }),
       );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fuzz: train --lr 1e30 stops with an error and writes no NaN checkpoint", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    fuzzStats.tried++;
+    const r = await runTask([
+      "tasks/train.ts",
+      "--model",
+      "synth-tiny",
+      "--train-dataset",
+      "Synth-shape",
+      "--iterations",
+      "6",
+      "--warmup-length",
+      "1",
+      "--lr",
+      "1e30",
+      "--batch-size",
+      "8",
+      "--save",
+      dir,
+      "--save-interval",
+      "1",
+      "--backend",
+      "wasm",
+      "--quiet",
+    ]);
+    if (r.code === 0) throw new Error(`exit 0 for a diverging run\n${r.stdout}`);
+    if (!/error: step \d+: .*(NaN|not finite).*--lr/.test(r.stderr)) {
+      throw new Error(`stderr: ${r.stderr}`);
+    }
+    if (/^\s+at /m.test(r.stderr)) throw new Error(`a stack trace:\n${r.stderr}`);
+    for await (const e of Deno.readDir(dir)) {
+      const { stateDict } = await readCheckpoint(`${dir}/${e.name}`);
+      for (const [k, t] of stateDict) {
+        if (!t.data.every(Number.isFinite)) throw new Error(`${e.name}: ${k} is not finite`);
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
