@@ -6,7 +6,8 @@
  */
 import { tf } from "./backends/tf.ts";
 import type { ClipConfig, ClipModel } from "./types.ts";
-import { buildClip } from "./model.ts";
+import { buildClip, NON_PARAMETER_KEYS } from "./model.ts";
+import type { StateDict } from "./formats/state_dict.ts";
 import { readCheckpoint, saveCheckpoint } from "./formats/checkpoint.ts";
 import { findModel, resolveModel } from "./registry.ts";
 import { makePreprocess } from "./images/preprocess.ts";
@@ -76,7 +77,12 @@ export async function loadClip(
     }
     throw e;
   });
-  const model: ClipModel = buildClip(stateDict, { strict: opts.strict ?? true });
+  let model: ClipModel;
+  try {
+    model = buildClip(stateDict, { strict: opts.strict ?? true });
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
   const words = tokenizerWords(meta);
   if (words) model.tokenizer = new WordTokenizer(words);
   let parameters = 0;
@@ -117,4 +123,123 @@ export async function saveClip(
 /** Whether `name` is a model name this library can fetch or has embedded. */
 export function isKnownModelName(name: string): boolean {
   return name === EMBEDDED_MODEL || findModel(name) !== undefined;
+}
+
+/** How a checkpoint's keys compare with a model's: see {@link compareWeights}. */
+export interface WeightsReport {
+  /** Model keys the checkpoint lacks. */
+  missing: string[];
+  /** Checkpoint keys the model does not have. */
+  unexpected: string[];
+  /** Keys present in both with different shapes. */
+  misshaped: { key: string; model: number[]; file: number[] }[];
+  /** Keys that match in name and shape. */
+  matched: number;
+}
+
+/** Compare a state dict's keys and shapes with `model`'s parameters and buffers. */
+export function compareWeights(model: ClipModel, sd: StateDict): WeightsReport {
+  const missing: string[] = [];
+  const misshaped: WeightsReport["misshaped"] = [];
+  let matched = 0;
+  for (const [key, v] of model.params) {
+    const t = sd.get(key);
+    if (!t) missing.push(key);
+    else if (t.shape.length !== v.shape.length || t.shape.some((d, i) => d !== v.shape[i])) {
+      misshaped.push({ key, model: [...v.shape], file: [...t.shape] });
+    } else matched++;
+  }
+  const unexpected = [...sd.keys()].filter((k) =>
+    !model.params.has(k) && !NON_PARAMETER_KEYS.includes(k)
+  );
+  return { missing, unexpected, misshaped, matched };
+}
+
+function listSome(keys: string[], max = 8): string {
+  return keys.slice(0, max).join(", ") + (keys.length > max ? `, … (${keys.length} in all)` : "");
+}
+
+/** A one-paragraph description of a {@link WeightsReport} for `file`. */
+export function formatWeightsReport(file: string, r: WeightsReport, total?: number): string {
+  const parts = [`${file}: ${r.matched}${total ? ` of ${total}` : ""} model keys match`];
+  if (r.missing.length) parts.push(`missing ${r.missing.length} [${listSome(r.missing)}]`);
+  if (r.unexpected.length) {
+    parts.push(`unexpected ${r.unexpected.length} [${listSome(r.unexpected)}]`);
+  }
+  if (r.misshaped.length) {
+    parts.push(
+      `mis-shaped ${r.misshaped.length} [${
+        listSome(r.misshaped.map((m) => `${m.key}: model [${m.model}], file [${m.file}]`), 4)
+      }]`,
+    );
+  }
+  return parts.join("; ");
+}
+
+/** Options of {@link checkWeights} and {@link loadWeights}. */
+export interface LoadWeightsOptions {
+  /**
+   * Require the checkpoint's keys and shapes to equal the model's (default true). With
+   * `strict: false` the matching keys are loaded, the rest reported through `warn`; a checkpoint
+   * sharing no key with the model is an error either way.
+   */
+  strict?: boolean;
+  /** Where a non-strict report goes (default `console.warn`). */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Check that `sd` (read from `file`) fits `model`; returns the state dict to load (the matching
+ * keys). Strict (default): any missing, unexpected or mis-shaped key is an error naming the file
+ * and the keys. Non-strict: the report is passed to `opts.warn`, and mis-shaped and unexpected
+ * keys are dropped.
+ */
+export function checkWeights(
+  model: ClipModel,
+  sd: StateDict,
+  file: string,
+  opts: LoadWeightsOptions = {},
+): StateDict {
+  const r = compareWeights(model, sd);
+  const clean = !r.missing.length && !r.unexpected.length && !r.misshaped.length;
+  if (clean) return sd;
+  const report = formatWeightsReport(file, r, model.params.size);
+  if (r.matched === 0) {
+    throw new Error(
+      `${report}. The checkpoint shares no weight with the model ` +
+        `(was it saved from another --model?)`,
+    );
+  }
+  if (opts.strict ?? true) {
+    throw new Error(
+      `${report}. The checkpoint does not fit the model; pass the --model it was trained from, ` +
+        `or --non-strict to load only the matching keys`,
+    );
+  }
+  (opts.warn ?? console.warn)(`warning: --non-strict: ${report}; loading the ${r.matched} keys`);
+  const out: StateDict = new Map();
+  const bad = new Set(r.misshaped.map((m) => m.key));
+  for (const [k, t] of sd) if (model.params.has(k) && !bad.has(k)) out.set(k, t);
+  return out;
+}
+
+/**
+ * Read the checkpoint at `path` and load it into `model` (strict by default: see
+ * {@link checkWeights}). Nothing is assigned unless the check passes. Returns the checkpoint's
+ * metadata.
+ *
+ * @example
+ * ```ts ignore
+ * const { model } = await loadClip("ViT-B/16");
+ * await loadWeights(model, "ckpt/DTD.safetensors"); // throws naming the file on a mismatch
+ * ```
+ */
+export async function loadWeights(
+  model: ClipModel,
+  path: string,
+  opts: LoadWeightsOptions = {},
+): Promise<Record<string, unknown>> {
+  const ck = await readCheckpoint(path);
+  model.loadStateDict(checkWeights(model, ck.stateDict, path, opts), { strict: false });
+  return ck.meta;
 }

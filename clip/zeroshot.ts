@@ -63,6 +63,7 @@ export async function zeroShotHead(
   options: ZeroShotHeadOptions = {},
 ): Promise<tf.Tensor2D> {
   if (templates.length === 0) throw new Error("zeroShotHead needs at least one template");
+  if (classnames.length === 0) throw new Error("zeroShotHead needs at least one class name");
   const cols: tf.Tensor1D[] = [];
   try {
     for (const [i, c] of classnames.entries()) {

@@ -153,27 +153,103 @@ function cstr(h: Uint8Array, at: number, len: number): string {
   return new TextDecoder().decode(z < 0 ? sub : sub.subarray(0, z));
 }
 
+/** Parse pax records (`"<len> <key>=<value>\n"`, `len` counting bytes); throws on malformed ones. */
 function parsePax(data: Uint8Array): Map<string, string> {
   const out = new Map<string, string>();
-  const text = new TextDecoder().decode(data);
+  const dec = new TextDecoder("utf-8", { fatal: true });
   let i = 0;
-  while (i < text.length) {
-    const sp = text.indexOf(" ", i);
-    if (sp < 0) break;
-    const len = parseInt(text.slice(i, sp), 10);
-    if (!(len > 0)) break;
-    const rec = text.slice(sp + 1, i + len - 1); // drop trailing \n
+  while (i < data.length) {
+    if (data[i] === 0) break; // NUL padding after the last record
+    const sp = data.indexOf(0x20, i);
+    const digits = sp < 0 ? "" : dec.decode(data.subarray(i, sp));
+    if (!/^\d{1,9}$/.test(digits)) throw new Error(`malformed pax record at byte ${i}`);
+    const len = Number(digits);
+    if (len <= sp - i + 1 || i + len > data.length || data[i + len - 1] !== 0x0a) {
+      throw new Error(`pax record length ${len} does not fit at byte ${i}`);
+    }
+    let rec: string;
+    try {
+      rec = dec.decode(data.subarray(sp + 1, i + len - 1));
+    } catch {
+      throw new Error(`pax record at byte ${i} is not UTF-8`);
+    }
     const eq = rec.indexOf("=");
-    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    if (eq <= 0) throw new Error(`pax record at byte ${i} has no key=value`);
+    out.set(rec.slice(0, eq), rec.slice(eq + 1));
     i += len;
   }
   return out;
 }
 
-async function ensureDir(path: string, made: Set<string>): Promise<void> {
-  if (made.has(path)) return;
+/**
+ * What one extraction created, so that a failed extraction removes it again (no partial output):
+ * directories it made (shallowest first) and files it finished. Files are written under a
+ * temporary name and renamed when complete, so a failure never leaves a half-written file.
+ */
+class Created {
+  /** Directories made by this extraction, shallowest first. */
+  readonly dirs: string[] = [];
+  /** Files written by this extraction (renamed into place). */
+  readonly files: string[] = [];
+  /** Directories known to exist. */
+  readonly made = new Set<string>();
+
+  /** Remove what was created (files, then directories deepest first); errors are ignored. */
+  async rollback(): Promise<void> {
+    for (const f of this.files.reverse()) await Deno.remove(f).catch(() => {});
+    for (const d of this.dirs.reverse()) await Deno.remove(d, { recursive: true }).catch(() => {});
+  }
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.lstat(path)).isDirectory;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+async function ensureDir(path: string, c: Created): Promise<void> {
+  if (c.made.has(path)) return;
+  const missing: string[] = [];
+  for (let p = path; p && p !== "/" && p !== "." && !(await isDir(p)); p = parentOf(p)) {
+    missing.push(p);
+  }
   await Deno.mkdir(path, { recursive: true });
-  made.add(path);
+  c.dirs.push(...missing.reverse());
+  c.made.add(path);
+}
+
+/** Write `chunks` to `target` through a temporary file renamed into place when complete. */
+async function writeEntry(
+  target: string,
+  chunks: AsyncIterable<Uint8Array>,
+  c: Created,
+): Promise<number> {
+  const tmp = `${target}.partial-${crypto.randomUUID().slice(0, 8)}`;
+  const f = await Deno.open(tmp, { write: true, createNew: true });
+  let n = 0;
+  try {
+    for await (const chunk of chunks) {
+      let w = 0;
+      while (w < chunk.length) w += await f.write(chunk.subarray(w));
+      n += chunk.length;
+    }
+  } catch (e) {
+    f.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  f.close();
+  try {
+    await Deno.rename(tmp, target);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  c.files.push(target);
+  return n;
 }
 
 function parentOf(path: string): string {
@@ -194,8 +270,8 @@ export async function extractTarStream(
   const lim = { ...DEFAULTS, ...opts };
   const r = new ChunkReader(stream);
   const res: ExtractResult = { files: 0, dirs: 0, bytes: 0, skipped: [] };
-  const made = new Set<string>();
-  await ensureDir(dest, made);
+  const made = new Created();
+  let ok = false;
   let longName: string | null = null;
   let pax = new Map<string, string>();
   let entries = 0;
@@ -203,6 +279,7 @@ export async function extractTarStream(
     throw new ArchiveError(archiveName, off, msg);
   };
   try {
+    await ensureDir(dest, made);
     while (true) {
       const at = r.offset;
       const h = await r.read(512);
@@ -216,7 +293,16 @@ export async function extractTarStream(
       const type = String.fromCharCode(h[156] || 0x30);
       let size = octal(h, 124, 12);
       if (!Number.isFinite(size) || size < 0) fail(at + 124, "bad size field in tar header");
-      if (pax.has("size")) size = Number(pax.get("size"));
+      if (pax.has("size")) {
+        const v = pax.get("size")!;
+        if (!/^\d{1,16}$/.test(v) || !Number.isSafeInteger(Number(v))) {
+          fail(
+            at,
+            `bad pax size ${JSON.stringify(v.slice(0, 40))} (expected a decimal byte count)`,
+          );
+        }
+        size = Number(v);
+      }
       if (++entries > lim.maxEntries) fail(at, `more than ${lim.maxEntries} entries`);
       if (size > lim.maxEntryBytes) fail(at, `entry of ${size} bytes exceeds the per-entry limit`);
       const padded = Math.ceil(size / 512) * 512;
@@ -228,7 +314,13 @@ export async function extractTarStream(
         const data = await r.read(padded);
         if (data.length < padded) fail(dataAt + data.length, "truncated tar metadata entry");
         if (type === "L") longName = cstr(data, 0, size);
-        else if (type === "x") pax = parsePax(data.subarray(0, size));
+        else if (type === "x") {
+          try {
+            pax = parsePax(data.subarray(0, size));
+          } catch (e) {
+            fail(dataAt, (e as Error).message);
+          }
+        }
         continue;
       }
 
@@ -254,18 +346,27 @@ export async function extractTarStream(
         if (res.bytes + size > lim.maxTotalBytes) {
           fail(at, `extracted size would exceed the limit of ${lim.maxTotalBytes} bytes`);
         }
-        await ensureDir(parentOf(target), made);
-        const f = await Deno.open(target, { write: true, create: true, truncate: true });
-        let got: number;
+        let got = 0;
+        const entryAt = r.offset;
+        const data = async function* (): AsyncGenerator<Uint8Array> {
+          // r.pipe hands chunks to a callback; buffer one chunk at a time for the generator.
+          let left = size;
+          while (left > 0) {
+            const c = await r.read(Math.min(left, 1 << 20));
+            if (c.length === 0) break;
+            got += c.length;
+            left -= c.length;
+            yield c;
+          }
+          if (got < size) fail(r.offset, `truncated tar entry ${name}: ${got} of ${size} bytes`);
+        };
         try {
-          got = await r.pipe(size, async (chunk) => {
-            let w = 0;
-            while (w < chunk.length) w += await f.write(chunk.subarray(w));
-          });
-        } finally {
-          f.close();
+          await ensureDir(parentOf(target), made);
+          await writeEntry(target, data(), made);
+        } catch (e) {
+          if (e instanceof ArchiveError) throw e;
+          fail(entryAt, `cannot write entry ${name}: ${(e as Error).message}`);
         }
-        if (got < size) fail(r.offset, `truncated tar entry ${name}: ${got} of ${size} bytes`);
         res.files++;
         res.bytes += size;
         const pad = padded - size;
@@ -274,7 +375,11 @@ export async function extractTarStream(
           if (p.length < pad) fail(r.offset, "truncated tar padding");
         }
       } else if (type === "5") {
-        await ensureDir(target, made);
+        try {
+          await ensureDir(target, made);
+        } catch (e) {
+          fail(at, `cannot create directory ${name}: ${(e as Error).message}`);
+        }
         res.dirs++;
         if (padded) await r.read(padded);
       } else {
@@ -295,8 +400,10 @@ export async function extractTarStream(
       }
       opts.onProgress?.(r.offset);
     }
+    ok = true;
   } finally {
     await r.cancel();
+    if (!ok) await made.rollback();
   }
   return res;
 }
@@ -357,16 +464,26 @@ export async function extractTarFile(
   }
 }
 
-/** Extract a zip file into `dest`, one entry at a time (through `clip/formats/zip.ts`). */
+/**
+ * Extract a zip file into `dest`, one entry at a time, streaming (no entry is held whole in
+ * memory), each entry's size and CRC-32 checked. Symbolic links are skipped and reported. On
+ * any error, what this call created is removed again.
+ */
 export async function extractZipFile(
   path: string,
   dest: string,
   opts: ExtractOptions = {},
 ): Promise<ExtractResult> {
   const lim = { ...DEFAULTS, ...opts };
-  const src = fileSource(path);
+  let src;
+  try {
+    src = fileSource(path);
+  } catch (e) {
+    throw new ArchiveError(path, 0, `cannot open archive: ${(e as Error).message}`);
+  }
   const res: ExtractResult = { files: 0, dirs: 0, bytes: 0, skipped: [] };
-  const made = new Set<string>();
+  const made = new Created();
+  let ok = false;
   try {
     let zip: ZipReader;
     try {
@@ -386,6 +503,10 @@ export async function extractZipFile(
         rel = safeEntryPath(e.name);
       } catch (err) {
         throw new ArchiveError(path, e.localHeaderOffset, (err as Error).message);
+      }
+      if (e.symlink) {
+        res.skipped.push(`${rel ?? e.name} (symbolic link)`);
+        continue;
       }
       if (e.size > lim.maxEntryBytes) {
         throw new ArchiveError(
@@ -408,33 +529,33 @@ export async function extractZipFile(
     for (const p of plan) {
       if (p.rel === null) continue;
       const target = `${dest}/${p.rel}`;
-      if (p.dir) {
-        await ensureDir(target, made);
-        res.dirs++;
-        continue;
-      }
       const entry = zip.entry(p.name)!;
-      let data: Uint8Array;
       try {
-        data = zip.read(p.name);
+        if (p.dir) {
+          await ensureDir(target, made);
+          res.dirs++;
+          continue;
+        }
+        await ensureDir(parentOf(target), made);
+        res.bytes += await writeEntry(target, zip.chunks(p.name), made);
+        res.files++;
       } catch (err) {
-        throw new ArchiveError(path, entry.localHeaderOffset, (err as Error).message);
-      }
-      if (data.length !== entry.size) {
+        const msg = (err as Error).message;
+        // ZipReader errors already name the archive; file-system errors name the entry.
         throw new ArchiveError(
           path,
           entry.localHeaderOffset,
-          `entry ${p.name} inflated to ${data.length} bytes, directory says ${entry.size}`,
+          msg.startsWith(`${path}: `)
+            ? msg.slice(path.length + 2)
+            : `cannot write entry ${p.name}: ${msg}`,
         );
       }
-      await ensureDir(parentOf(target), made);
-      await Deno.writeFile(target, data);
-      res.files++;
-      res.bytes += data.length;
       opts.onProgress?.(entry.localHeaderOffset + entry.compressedSize);
     }
+    ok = true;
   } finally {
     src.close();
+    if (!ok) await made.rollback();
   }
   return res;
 }
@@ -454,23 +575,24 @@ export async function gunzipFile(
   stream = stream.pipeThrough(
     new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
   );
-  await Deno.mkdir(parentOf(destFile), { recursive: true });
-  const out = await Deno.open(destFile, { write: true, create: true, truncate: true });
+  const made = new Created();
   let n = 0;
   try {
-    for await (const chunk of stream) {
-      n += chunk.length;
-      if (n > lim.maxTotalBytes) {
-        throw new ArchiveError(path, 0, `decompressed size exceeds ${lim.maxTotalBytes} bytes`);
+    await ensureDir(parentOf(destFile), made);
+    const counted = async function* (): AsyncGenerator<Uint8Array> {
+      for await (const chunk of stream) {
+        n += chunk.length;
+        if (n > lim.maxTotalBytes) {
+          throw new ArchiveError(path, 0, `decompressed size exceeds ${lim.maxTotalBytes} bytes`);
+        }
+        yield chunk;
       }
-      let w = 0;
-      while (w < chunk.length) w += await out.write(chunk.subarray(w));
-    }
+    };
+    await writeEntry(destFile, counted(), made);
   } catch (e) {
+    await made.rollback();
     if (e instanceof ArchiveError) throw e;
     throw new ArchiveError(path, 0, `corrupt gzip stream: ${(e as Error).message}`);
-  } finally {
-    out.close();
   }
   return { files: 1, dirs: 0, bytes: n, skipped: [] };
 }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { readRegularFile } from "./_files.ts";
 import { isNumpyArray, unpickle } from "../clip/formats/pickle.ts";
 import type { Dataset, DecodedImage, Example, Split } from "./types.ts";
 import { checkIndex } from "./types.ts";
@@ -188,11 +189,11 @@ export async function readCifar(
   const lay = CIFAR_LAYOUT[variant];
   const base = `${dir}/${lay.folder}`;
   const metaPath = `${base}/${lay.meta}`;
-  const names = parseCifarMeta(await Deno.readFile(metaPath), metaPath, lay.metaKey);
+  const names = parseCifarMeta(await readRegularFile(metaPath), metaPath, lay.metaKey);
   const batches: CifarBatch[] = [];
   for (const f of split === "train" ? lay.train : lay.test) {
     const p = `${base}/${f}`;
-    batches.push(parseCifarBatch(await Deno.readFile(p), p, lay.labelKey));
+    batches.push(parseCifarBatch(await readRegularFile(p), p, lay.labelKey));
   }
   const total = batches.reduce((s, b) => s + b.labels.length, 0);
   const data = new Uint8Array(total * ROW);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { readRegularFile } from "./_files.ts";
 import { gunzipSync } from "fflate";
 import type { Dataset, DecodedImage, Example, Split } from "./types.ts";
 import { checkIndex } from "./types.ts";
@@ -66,6 +67,14 @@ export function gunzipBounded(bytes: Uint8Array, fileName: string, maxBytes: num
     0,
     true,
   );
+  // Deflate expands at most ~1032:1: a larger claim is a corrupt or hostile trailer.
+  if (isize > bytes.length * 1100 + 1024) {
+    throw new IdxFormatError(
+      fileName,
+      bytes.length - 4,
+      `gzip trailer claims ${isize} bytes from ${bytes.length} compressed (corrupt?)`,
+    );
+  }
   if (isize > maxBytes) {
     throw new IdxFormatError(
       fileName,
@@ -169,7 +178,7 @@ export function parseIdx(bytes: Uint8Array, fileName = "<idx>", opts: IdxOptions
 
 /** Read and parse an IDX file (plain or `.gz`). */
 export async function readIdx(path: string, opts: IdxOptions = {}): Promise<IdxArray> {
-  return parseIdx(await Deno.readFile(path), path, opts);
+  return parseIdx(await readRegularFile(path), path, opts);
 }
 
 /** Options of {@linkcode IdxImageDataset}. */

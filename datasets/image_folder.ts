@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { readRegularFile } from "./_files.ts";
 import type { Dataset, Example, Split } from "./types.ts";
 import { checkIndex } from "./types.ts";
 
@@ -95,7 +96,7 @@ export class FileDataset implements Dataset {
     const { path, label } = this.items[i];
     let image: Uint8Array;
     try {
-      image = await Deno.readFile(path);
+      image = await readRegularFile(path);
     } catch (e) {
       throw new Error(`${this.name}: cannot read image ${path}: ${(e as Error).message}`);
     }

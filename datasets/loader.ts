@@ -211,7 +211,10 @@ export async function* batches(
 
   const prepare = async (epoch: number, step: number): Promise<Prepared> => {
     const { indices, positions } = indicesOf(epoch, step);
-    const examples = await Promise.all(indices.map(async (i) => {
+    // Items that could not be read (missing, unreadable, a FIFO…): with skipBad they are
+    // dropped like undecodable ones; without it the first one is an error naming it.
+    const readErrors = new Map<number, string>();
+    const examples = await Promise.all(indices.map(async (i, k) => {
       try {
         const ex = await dataset.get(i);
         checkLabel(dataset, i, ex);
@@ -219,21 +222,33 @@ export async function* batches(
       } catch (e) {
         if (e instanceof RangeError) throw e;
         const msg = e instanceof Error ? e.message : String(e);
-        throw new Error(`${dataset.name}: cannot load ${describe(dataset, i)}: ${msg}`, {
-          cause: e,
-        });
+        if (opts.skipBad) {
+          readErrors.set(k, msg);
+          return { image: new Uint8Array(0), label: 0 } as Example;
+        }
+        throw new Error(
+          `${dataset.name}: cannot load ${describe(dataset, i)}: ${msg} ` +
+            `(fix or delete the file, or pass skipBad to skip bad images)`,
+          { cause: e },
+        );
       }
     }));
-    const items: ChunkItem[] = examples.map((ex, k) => ({
-      image: ex.image,
+    const live = indices.map((_, k) => k).filter((k) => !readErrors.has(k));
+    const items: ChunkItem[] = live.map((k) => ({
+      image: examples[k].image,
       seed: hashSeed(seed, epoch, positions[k], 1),
     }));
     // Split into one chunk per worker (at least 4 images per chunk).
     const nChunks = pool ? Math.max(1, Math.min(pool.size, Math.ceil(items.length / 4))) : 1;
-    const per = Math.ceil(items.length / nChunks);
+    const per = Math.max(1, Math.ceil(items.length / nChunks));
     const chunks: Promise<ChunkResponse>[] = [];
     for (let c = 0; c < items.length; c += per) chunks.push(run(items.slice(c, c + per)));
-    const results: ChunkResult[] = (await Promise.all(chunks)).flatMap((r) => r.results);
+    const processed: ChunkResult[] = (await Promise.all(chunks)).flatMap((r) => r.results);
+    const results: ChunkResult[] = indices.map((_, k) => ({
+      ok: false,
+      error: `cannot read: ${readErrors.get(k)}`,
+    }));
+    live.forEach((k, j) => (results[k] = processed[j]));
 
     const keep: number[] = [];
     for (let k = 0; k < results.length; k++) {

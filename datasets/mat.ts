@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { readRegularFile } from "./_files.ts";
 import { Unzlib } from "fflate";
 
 /** A numeric (or logical) array, data column-major as MATLAB stores it. */
@@ -74,7 +75,7 @@ export class MatFormatError extends Error {
 
 /** Options of {@linkcode parseMat} / {@linkcode loadMat}. */
 export interface MatOptions {
-  /** Largest total decompressed size of `miCOMPRESSED` elements, bytes (default 1 GiB). */
+  /** Largest total decompressed size of `miCOMPRESSED` elements, bytes (default 256 MiB). */
   maxInflatedBytes?: number;
   /** Deepest nesting of cells/structs accepted (default 32). */
   maxDepth?: number;
@@ -158,6 +159,17 @@ interface Element {
   nbytes: number;
   /** Offset of the next element within the cursor. */
   next: number;
+}
+
+/**
+ * Most elements of an array whose elements take no bytes in the file (a struct array without
+ * fields, a char array of empty rows): larger counts are refused rather than looped over.
+ */
+const MAX_EMPTY_ELEMENTS = 1 << 16;
+
+/** `o[k] = v` as an own property, so that a field named `__proto__` is just a field. */
+function setOwn<T>(o: Record<string, T>, k: string, v: T): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
 }
 
 function fail(ctx: Ctx, cur: Cursor, pos: number, msg: string): never {
@@ -395,6 +407,9 @@ function readMatrix(
       }
       if (dims.length > 2) fail(ctx, cur, pos, "char arrays with more than 2 dimensions");
       const [r, c] = dims;
+      if (c === 0 && r > MAX_EMPTY_ELEMENTS) {
+        fail(ctx, cur, pos, `char array of ${r} empty rows (dimensions [${dims}]) is implausible`);
+      }
       const rows: string[] = [];
       for (let i = 0; i < r; i++) {
         let s = "";
@@ -431,6 +446,11 @@ function readMatrix(
         fields.push(new TextDecoder("latin1").decode(z < 0 ? raw : raw.subarray(0, z)));
       }
       pos = namesEl.next;
+      if (fields.length === 0 && n > MAX_EMPTY_ELEMENTS) {
+        // Elements with fields each consume bytes of the file; field-less ones cost nothing to
+        // describe, so a tiny file could ask for hundreds of millions of them.
+        fail(ctx, cur, pos, `struct array of ${n} elements without fields is implausible`);
+      }
       const elements: Record<string, MatValue>[] = [];
       for (let i = 0; i < n; i++) {
         const rec: Record<string, MatValue> = {};
@@ -439,7 +459,7 @@ function readMatrix(
           if (sub.type !== MI_MATRIX) {
             fail(ctx, cur, pos, `field ${f} of element ${i} is not a miMATRIX element`);
           }
-          rec[f] = readMatrix(ctx, cur, sub, depth + 1).value;
+          setOwn(rec, f, readMatrix(ctx, cur, sub, depth + 1).value);
           pos = sub.next;
         }
         elements.push(rec);
@@ -490,7 +510,7 @@ export function parseMat(
     file: fileName,
     le,
     inflatedTotal: 0,
-    maxInflated: opts.maxInflatedBytes ?? 2 ** 30,
+    maxInflated: opts.maxInflatedBytes ?? 2 ** 28,
     maxDepth: opts.maxDepth ?? 32,
   };
   const top: Cursor = { bytes, view, base: 0, inflated: false };
@@ -517,7 +537,7 @@ export function parseMat(
 
 /** Read and parse a level-5 MAT file. */
 export async function loadMat(path: string, opts: MatOptions = {}): Promise<Map<string, MatValue>> {
-  return parseMat(await Deno.readFile(path), path, opts);
+  return parseMat(await readRegularFile(path), path, opts);
 }
 
 /** A plain JS value as {@linkcode matToJs} returns it. */
@@ -535,6 +555,8 @@ function shapeItems<T>(
   one: (x: T) => MatJs,
 ): MatJs {
   const sq = squeezeDims(dims);
+  // An empty array (some dimension 0): no nesting to build, however large the other dimensions.
+  if (sq.includes(0)) return [];
   if (sq.length === 0) return items.length === 1 ? one(items[0]) : wrap(items);
   if (sq.length === 1) return items.map(one);
   // n-D: index [i0][i1]… with column-major storage.
@@ -577,7 +599,7 @@ export function matToJs(value: MatValue): MatJs {
     case "struct": {
       const toObj = (rec: Record<string, MatValue>) => {
         const o: { [k: string]: MatJs } = {};
-        for (const f of value.fields) o[f] = matToJs(rec[f]);
+        for (const f of value.fields) setOwn(o, f, matToJs(rec[f]));
         return o;
       };
       return shapeItems(value.elements, value.dims, (xs) => xs.map(toObj), toObj);

@@ -15,6 +15,7 @@ import { loadSentences } from "../datasets/registry.ts";
 import { evalTransform, trainTransform } from "../datasets/transforms.ts";
 import { type Dataset, formatTemplate } from "../datasets/types.ts";
 import { writeTextAtomic } from "./sequence.ts";
+import { parseNumberFlag } from "./flags.ts";
 import { StepBatches } from "./data.ts";
 import { tokenizeFor } from "./evaluate.ts";
 import { ExemplarMemory, herdingFeatures } from "./icarl.ts";
@@ -34,22 +35,11 @@ export function classPrompts(ds: Dataset, template?: string): string[] {
 }
 
 function flagNumber(f: FlagValues, name: string): number | undefined {
-  const v = f[name];
-  if (v === undefined || typeof v === "boolean") return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) {
-    throw new Error(`--${name} expects a number, got "${v}"`);
-  }
-  return n;
+  return parseNumberFlag(name, f[name]);
 }
 
 function flagPositive(f: FlagValues, name: string, integer = false): number | undefined {
-  const n = flagNumber(f, name);
-  if (n === undefined) return undefined;
-  if (n <= 0 || (integer && !Number.isInteger(n))) {
-    throw new Error(`--${name} expects a positive ${integer ? "integer" : "number"}, got ${n}`);
-  }
-  return n;
+  return parseNumberFlag(name, f[name], { positive: true, integer });
 }
 
 // ---------------------------------------------------------------------------------- finetune

@@ -41,3 +41,4 @@ export * from "./report.ts";
 export * from "./demo.ts";
 export * from "./features.ts";
 export * from "./fingerprint.ts";
+export * from "./flags.ts";

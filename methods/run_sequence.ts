@@ -27,6 +27,7 @@
  * @module
  */
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
+import { checkWeights } from "../clip/load.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { MtilScores } from "./metrics.ts";
@@ -137,8 +138,10 @@ export async function runSequence(
   const title = o.title ?? `${o.method?.name ?? "finetune"} on ${tasks.length} tasks`;
   const config = o.config ?? summary(tasks, o);
   const load = async (ckpt: string | undefined) => {
+    if (!ckpt) return model.loadStateDict(zeroShot);
     // a checkpoint of an fc train mode also holds its linear head: the model takes the rest
-    model.loadStateDict(ckpt ? splitHead((await readCheckpoint(ckpt)).stateDict).model : zeroShot);
+    const sd = splitHead((await readCheckpoint(ckpt)).stateDict).model;
+    model.loadStateDict(checkWeights(model, sd, ckpt), { strict: false });
   };
   const result = await sequenceLoop({
     order: tasks,

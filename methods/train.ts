@@ -204,6 +204,11 @@ export interface TrainOptions {
    * at 0. `false` (`--fc-setnone`): no head, the CLIP logits even in the fc modes.
    */
   head?: HeadOptions | false;
+  /**
+   * Stop with a {@link NonFiniteError} when the loss or a gradient is NaN or infinite, before
+   * the step is applied (default true).
+   */
+  checkFinite?: boolean;
 }
 
 /** Options of the linear head (see {@link TrainOptions.head}). */
@@ -395,6 +400,47 @@ export function l2NormF64(t: tf.Tensor): number {
   return Math.sqrt(s);
 }
 
+/**
+ * Training stopped because the loss or a gradient became NaN or infinite. Nothing of the failing
+ * step was applied: the weights are those after the previous step, and no checkpoint was
+ * written for this step.
+ */
+export class NonFiniteError extends Error {
+  /** The step whose loss or gradient was not finite. */
+  readonly step: number;
+  /** Build the error for `step`, naming what was not finite. */
+  constructor(step: number, what: string) {
+    super(
+      `step ${step}: ${what}; training stopped and nothing of this step was applied (the last ` +
+        `saved checkpoint is kept). Lower the learning rate (--lr) or check the data`,
+    );
+    this.name = "NonFiniteError";
+    this.step = step;
+  }
+}
+
+/**
+ * Throw {@link NonFiniteError} when the loss or any gradient has a NaN or infinite element. One
+ * sum per gradient, read back together: NaN and ±Infinity propagate through a sum (a finite sum
+ * of finite values that overflows float32 is reported too, and is as unusable).
+ */
+function checkFinite(loss: tf.Scalar, grads: Map<string, tf.Tensor>, step: number): void {
+  const names = [...grads.keys()];
+  const sums = tf.tidy(() =>
+    tf.stack([loss.reshape([]), ...names.map((n) => tf.sum(grads.get(n)!))]).dataSync()
+  );
+  if (!Number.isFinite(sums[0])) throw new NonFiniteError(step, `the loss is ${sums[0]}`);
+  const bad = names.filter((_, i) => !Number.isFinite(sums[i + 1]));
+  if (bad.length) {
+    throw new NonFiniteError(
+      step,
+      `the gradient of ${bad.slice(0, 3).join(", ")}${
+        bad.length > 3 ? ` and ${bad.length - 3} more` : ""
+      } is not finite`,
+    );
+  }
+}
+
 /** Run one optimizer step; returns its record. */
 export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
   const schedule = run.options.schedule ??
@@ -431,6 +477,16 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     for (const n of want) {
       const g = gradMap.get(n);
       if (g) gradNorms[n] = l2NormF64(g);
+    }
+    if (run.options.checkFinite !== false) {
+      try {
+        checkFinite(value, gradMap, step);
+      } catch (e) {
+        for (const t of Object.values(kept)) t.dispose();
+        value.dispose();
+        for (const g of gradMap.values()) g.dispose();
+        throw e;
+      }
     }
     for (const p of run.parts) {
       if (!p.transformGrads) continue;

@@ -16,6 +16,8 @@ import {
 } from "./train.ts";
 import { loadTrainState, saveTrainState } from "./state.ts";
 import { mulberry32 } from "../datasets/rng.ts";
+import { NonFiniteError } from "./train.ts";
+import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
 
 await initBackend({ prefer: "wasm", quiet: true });
 
@@ -249,4 +251,50 @@ Deno.test("lwf and icarl presets: their terms; at step 0 the teacher equals the 
   model.dispose();
   memoryTexts.dispose();
   task.textTokens.dispose();
+});
+
+Deno.test("NaN guard: lr 1e30 stops with a clear error; no NaN checkpoint is written", async () => {
+  const model = buildClip(randomStateDict(TINY, 3));
+  const task = tinyTask();
+  const dir = await Deno.makeTempDir();
+  const ckpt = `${dir}/Tiny.safetensors`;
+  let saved = 0;
+  let error: unknown;
+  try {
+    await train(model, task, {
+      iterations: 20,
+      lr: 1e30,
+      warmupLength: 1,
+      parts: baseParts({}),
+      // a periodic checkpoint after every step, as the train task's --save does
+      onStep: async () => {
+        await saveCheckpoint(ckpt, model.stateDict(), { iteration: ++saved });
+      },
+    });
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof NonFiniteError, `expected NonFiniteError, got ${error}`);
+  assert(/step \d+: .*not finite|step \d+: the loss is/.test(error.message), error.message);
+  assert(/--lr/.test(error.message), "the error says what to do");
+  assert(error.step < 20, "stopped early");
+  // the model holds the weights of the last good step: finite
+  for (const [k, v] of model.params) {
+    assert(v.dataSync().every(Number.isFinite), `${k} is finite after the stop`);
+  }
+  // whatever checkpoint exists is the last good one: every value finite
+  if (saved) {
+    const { stateDict } = await readCheckpoint(ckpt);
+    for (const [k, t] of stateDict) assert(t.data.every(Number.isFinite), `${k} finite`);
+  }
+  // and a checkpoint of non-finite weights is refused
+  const bad = model.stateDict();
+  const first = bad.values().next().value!;
+  (first.data as Float32Array)[0] = NaN;
+  let refused = "";
+  await saveCheckpoint(`${dir}/bad.safetensors`, bad).catch((e) => (refused = e.message));
+  assert(/NaN|not finite/.test(refused), `saveCheckpoint refuses NaN weights (${refused})`);
+  model.dispose();
+  task.textTokens.dispose();
+  await Deno.remove(dir, { recursive: true });
 });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { requireNumberFlag, runMain } from "../methods/flags.ts";
 import { parseArgs } from "./cli.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { buildClip, MODEL_CONFIGS, randomStateDict } from "../clip/model.ts";
@@ -119,7 +120,10 @@ export async function main(argv: string[]): Promise<LoraBenchRow[]> {
     },
     strict: true,
   });
-  const model = values.model!, batch = Number(values.batch), steps = Number(values.steps);
+  const model = values.model!;
+  const batch = requireNumberFlag("batch", values.batch, { integer: true, min: 1 });
+  const steps = requireNumberFlag("steps", values.steps, { integer: true, min: 1 });
+  const dropout = requireNumberFlag("dropout", values.dropout, { min: 0, below: 1 });
   if (values.child) {
     await initBackend({ prefer: values.backend, quiet: true });
     const row = await measure(
@@ -127,7 +131,7 @@ export async function main(argv: string[]): Promise<LoraBenchRow[]> {
       model,
       batch,
       steps,
-      Number(values.dropout),
+      dropout,
     );
     console.log(JSON.stringify(row));
     return [row];
@@ -171,4 +175,4 @@ export async function main(argv: string[]): Promise<LoraBenchRow[]> {
   return rows;
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runMain(() => main(Deno.args));

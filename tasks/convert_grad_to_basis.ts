@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { requireNumberFlag } from "../methods/flags.ts";
 import { parseArgs } from "./cli.ts";
 import { type Basis, orthonormalityError, orthonormalizeRows, stackBases } from "../ogd/basis.ts";
 import { loadBases, saveBases } from "../ogd/io.ts";
@@ -48,9 +49,11 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`--input and --output are required\n\n${USAGE}`);
     return 2;
   }
-  const energy = Number(values.energy);
-  if (!(energy > 0 && energy <= 1)) {
-    console.error(`--energy must be in (0, 1], got ${values.energy}`);
+  let energy: number;
+  try {
+    energy = requireNumberFlag("energy", values.energy, { above: 0, max: 1 });
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
     return 2;
   }
   const file = await loadBases(values.input, { energy });

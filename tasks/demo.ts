@@ -18,6 +18,7 @@ import { EMBEDDED_MODEL_PATH } from "../clip/load.ts";
 import { DEMO_METHODS, type DemoRun, runDemo } from "../methods/demo.ts";
 import { sideBySide } from "../methods/report.ts";
 import { numberFlag } from "./train_flags.ts";
+import { FlagError, runMain } from "../methods/flags.ts";
 import { main as pretrain } from "./pretrain_synth.ts";
 
 const USAGE =
@@ -48,7 +49,7 @@ export async function main(argv: string[]): Promise<DemoRun[]> {
   const methods = values.methods!.split(",").map((s) => s.trim()).filter((s) => s);
   for (const m of methods) {
     if (!DEMO_METHODS.includes(m)) {
-      throw new Error(`--methods: unknown "${m}"; use ${DEMO_METHODS.join(", ")}`);
+      throw new FlagError("methods", `--methods: unknown "${m}"; use ${DEMO_METHODS.join(", ")}`);
     }
   }
   const t0 = performance.now();
@@ -82,11 +83,4 @@ export async function main(argv: string[]): Promise<DemoRun[]> {
   return runs;
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-}
+if (import.meta.main) await runMain(() => main(Deno.args).then(() => 0));

@@ -12,9 +12,10 @@
  *
  * @module
  */
+import { EXIT_USAGE, isUserError } from "../methods/flags.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { initBackend } from "../clip/backends/backend.ts";
-import { loadClip } from "../clip/load.ts";
+import { checkWeights, loadClip } from "../clip/load.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { classify, zeroShotHead } from "../clip/zeroshot.ts";
 import { wiseFt } from "../methods/ensemble.ts";
@@ -67,11 +68,14 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
       const ck = await readCheckpoint(String(a.load));
       // an fc train mode's checkpoint also holds its linear head (`head.*`)
       const { model: weights, head } = splitHead(ck.stateDict);
+      const file = String(a.load);
+      const strict = { strict: !a["non-strict"] };
       if (a["wise-ft"]) {
-        model.loadStateDict(wiseFt(weights, model.stateDict(), alpha));
+        const merged = wiseFt(checkWeights(model, weights, file, strict), model.stateDict(), alpha);
+        model.loadStateDict(merged, { strict: false });
         modelName = `${a.load} (wise-ft α=${alpha})`;
       } else {
-        model.loadStateDict(weights);
+        model.loadStateDict(checkWeights(model, weights, file, strict), { strict: false });
         modelName = String(a.load);
       }
       if (head?.has("head.weight") && head.has("head.bias")) {
@@ -140,6 +144,6 @@ if (import.meta.main) {
     await runEval(Deno.args);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
+    Deno.exit(isUserError(e) ? EXIT_USAGE : 1);
   }
 }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { runMain } from "../methods/flags.ts";
 import { parseArgs } from "./cli.ts";
 import { linearModulePaths, MODEL_CONFIGS, stateDictShapes } from "../clip/model.ts";
 import { findModel } from "../clip/registry.ts";
@@ -104,4 +105,4 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runMain(() => main(Deno.args));

@@ -7,7 +7,7 @@
  *
  * @module
  */
-export { runTrainFlags } from "./train.ts";
+export { parseTrainArgs, runTrainFlags } from "./train.ts";
 export { EVAL_FLAGS, parseEvalArgs, runEval, type TopEntry } from "./eval.ts";
 export { parseSequenceArgs, runSequenceFlags, SEQUENCE_FLAGS } from "./sequence.ts";
 export { main as demoMain } from "./demo.ts";

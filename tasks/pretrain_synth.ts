@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { requireNumberFlag, runMain } from "../methods/flags.ts";
 import { parseArgs } from "./cli.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH, saveClip } from "../clip/load.ts";
@@ -48,14 +49,14 @@ export async function main(argv: string[]): Promise<void> {
     );
     return;
   }
+  const opts = {
+    steps: requireNumberFlag("steps", values.steps, { integer: true, min: 1 }),
+    batchSize: requireNumberFlag("batch-size", values["batch-size"], { integer: true, min: 1 }),
+    lr: requireNumberFlag("lr", values.lr, { positive: true }),
+    seed: requireNumberFlag("seed", values.seed, { integer: true, min: 0 }),
+  };
   const backend = await initBackend({ prefer: values.backend });
   const t0 = performance.now();
-  const opts = {
-    steps: Number(values.steps),
-    batchSize: Number(values["batch-size"]),
-    lr: Number(values.lr),
-    seed: Number(values.seed),
-  };
   const { model, losses } = pretrainSynthClip(opts);
   const secs = (performance.now() - t0) / 1000;
   const zs = await synthZeroShot(model);
@@ -82,4 +83,4 @@ export async function main(argv: string[]): Promise<void> {
   model.dispose();
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runMain(() => main(Deno.args));

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { EXIT_USAGE, isUserError } from "../methods/flags.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { loadClip } from "../clip/load.ts";
 import { reinitializeClip } from "../clip/init.ts";
@@ -135,6 +136,6 @@ if (import.meta.main) {
     Deno.exit(r.finished || f["stop-after"] ? 0 : 3);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
+    Deno.exit(isUserError(e) ? EXIT_USAGE : 1);
   }
 }

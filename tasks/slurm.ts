@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { requireNumberFlag } from "../methods/flags.ts";
 import { parseArgs } from "./cli.ts";
 import { DEFAULT_SEQUENCE_COMMAND, writeSlurm } from "../methods/slurm.ts";
 
@@ -80,7 +81,15 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`missing ${missing.join(", ")}\n\n${USAGE}`);
     return 2;
   }
-  const seeds = list(values.seeds).map(Number);
+  let seeds: number[], gpus: number, cpus: number;
+  try {
+    seeds = list(values.seeds).map((s) => requireNumberFlag("seeds", s, { integer: true, min: 0 }));
+    gpus = requireNumberFlag("gpus", values.gpus, { integer: true, min: 0 });
+    cpus = requireNumberFlag("cpus", values.cpus, { integer: true, min: 1 });
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    return 2;
+  }
   const label = /^(i|ii)$/i.test(values.order!) ? values.order!.toUpperCase() : "custom";
   try {
     const { chains, files } = await writeSlurm({
@@ -89,8 +98,8 @@ export async function main(argv: string[]): Promise<number> {
       seeds,
       partition: values.partition!,
       time: values.time!,
-      gpus: Number(values.gpus),
-      cpus: Number(values.cpus),
+      gpus,
+      cpus,
       mem: values.mem,
       account: values.account,
       qos: values.qos,

@@ -15,8 +15,9 @@
  *
  * @module
  */
+import { EXIT_USAGE, isUserError } from "../methods/flags.ts";
 import { initBackend } from "../clip/backends/backend.ts";
-import { loadClip } from "../clip/load.ts";
+import { checkWeights, loadClip } from "../clip/load.ts";
 import { reinitializeClip } from "../clip/init.ts";
 import type { FlagValues } from "../methods/method.ts";
 import { stopOnSignals, trainTask, type TrainTaskResult } from "../methods/trainer.ts";
@@ -30,6 +31,11 @@ import {
   trainOptionsFromFlags,
   validateTrainFlags,
 } from "./train_flags.ts";
+
+/** Parse and check the flags of `deno task train` (everything is checked before any work). */
+export function parseTrainArgs(argv: string[]): FlagValues {
+  return parseFlags(argv);
+}
 
 const USAGE = "deno task train --train-dataset NAME [--method NAME] [flags]";
 
@@ -53,7 +59,11 @@ export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
   try {
     const zeroShot = model.stateDict();
     if (load) {
-      model.loadStateDict(load);
+      // strict unless --non-strict, which prints the report of what does not match
+      model.loadStateDict(
+        checkWeights(model, load, String(f.load), { strict: !f["non-strict"] }),
+        { strict: false },
+      );
       console.log(`loaded ${f.load}`);
     }
     const dir = typeof f.save === "string" ? f.save : undefined;
@@ -104,7 +114,7 @@ if (import.meta.main) {
       await runEval(Deno.args);
     } catch (e) {
       console.error(`error: ${(e as Error).message}`);
-      Deno.exit(1);
+      Deno.exit(isUserError(e) ? EXIT_USAGE : 1);
     }
     Deno.exit(0);
   }
@@ -113,6 +123,6 @@ if (import.meta.main) {
     Deno.exit(r.every((x) => x.finished) ? 0 : 3);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
+    Deno.exit(isUserError(e) ? EXIT_USAGE : 1);
   }
 }

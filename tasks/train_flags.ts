@@ -7,6 +7,12 @@
  * @module
  */
 import { parseArgs } from "./cli.ts";
+import {
+  FlagError,
+  type NumberFlagOptions,
+  parseNumberFlag,
+  validateTrainFlags as validateNumericTrainFlags,
+} from "../methods/flags.ts";
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import "../methods/builtin.ts";
@@ -94,6 +100,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec & { short?: string }> = {
   "fc-setnone": { type: "boolean", default: false, description: "fc modes without a head" },
   "n-class": { type: "string", default: "10", description: "rows of a zero-initialised fc head" },
   "dataset-shift": { type: "boolean", default: false, description: "eval: own zero-shot heads" },
+  "non-strict": { type: "boolean", default: false, description: "load a partial --load" },
   "freeze-encoder": { type: "boolean", default: false, description: "train only the fc head" },
   "untrained": { type: "boolean", default: false, description: "start from fresh weights" },
   "results-db": { type: "string", description: "append a JSON line per evaluation" },
@@ -179,7 +186,10 @@ export async function runWithPreloads(argv: string[]): Promise<number | undefine
   }
 }
 
-/** Parse a command line against the training flags, every method's flags and `extra`. */
+/**
+ * Parse a command line against the training flags, every method's flags and `extra`, and check
+ * every value ({@link validateTrainFlags}) before anything else runs (`--help` skips the check).
+ */
 export function parseFlags(
   argv: string[],
   extra: Record<string, FlagSpec & { short?: string }> = {},
@@ -198,6 +208,7 @@ export function parseFlags(
     strict: true,
     allowPositionals: false,
   });
+  if (!values.help) validateTrainFlags(values as FlagValues);
   return values as FlagValues;
 }
 
@@ -219,25 +230,9 @@ export function flagsHelp(
 export function numberFlag(
   f: FlagValues,
   name: string,
-  bounds: { min?: number; max?: number; integer?: boolean; positive?: boolean } = {},
+  bounds: NumberFlagOptions = {},
 ): number | undefined {
-  const v = f[name];
-  if (v === undefined || typeof v === "boolean") return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) {
-    throw new Error(`--${name} expects a number, got "${v}"`);
-  }
-  if (bounds.integer && !Number.isInteger(n)) {
-    throw new Error(`--${name} expects an integer, got ${v}`);
-  }
-  if (bounds.positive && !(n > 0)) throw new Error(`--${name} must be positive, got ${v}`);
-  if (bounds.min !== undefined && n < bounds.min) {
-    throw new Error(`--${name} must be at least ${bounds.min}, got ${v}`);
-  }
-  if (bounds.max !== undefined && n > bounds.max) {
-    throw new Error(`--${name} must be at most ${bounds.max}, got ${v}`);
-  }
-  return n;
+  return parseNumberFlag(name, f[name], bounds);
 }
 
 /** A comma-separated list flag. */
@@ -248,45 +243,31 @@ export function listFlag(f: FlagValues, name: string): string[] | undefined {
     : undefined;
 }
 
-/** Check every numeric training flag at once, before any work starts. */
+/** Check every training flag at once, before any work starts (numbers, modes, the method). */
 export function validateTrainFlags(f: FlagValues): void {
-  const posInt = { integer: true, positive: true };
-  for (const k of ["batch-size", "batch-size-eval", "iterations", "epochs", "eval-interval"]) {
-    numberFlag(f, k, posInt);
-  }
-  for (const k of ["eval-limit", "max-evaluation-size", "lora-r"]) numberFlag(f, k, posInt);
-  for (const k of ["save-interval", "warmup-length", "workers", "orthogonal-gradients"]) {
-    numberFlag(f, k, { integer: true, min: 0 });
-  }
-  numberFlag(f, "start-iteration", { integer: true, min: 0 });
-  numberFlag(f, "loss-interval", { integer: true, min: 0 });
-  numberFlag(f, "seed", { integer: true });
-  numberFlag(f, "avg-freq", posInt);
-  numberFlag(f, "lr", { positive: true });
-  for (const k of ["wd", "ls", "l2", "lora-dropout"]) numberFlag(f, k, { min: 0 });
-  numberFlag(f, "ls", { max: 1 });
-  numberFlag(f, "lora-dropout", { max: 1 });
-  for (const k of ["beta2", "we-wise-alpha", "mv-avg-decay", "wise-ft-alpha", "alpha"]) {
-    numberFlag(f, k, { min: 0, max: 1 });
-  }
-  numberFlag(f, "ogd-energy", { min: 0, max: 1 });
-  numberFlag(f, "lora-alpha", { positive: true });
+  validateNumericTrainFlags(f);
   const mode = String(f["train-mode"] ?? "whole");
   if (!(TRAIN_MODES as readonly string[]).includes(mode)) {
-    throw new Error(`--train-mode ${mode}: use one of ${TRAIN_MODES.join(", ")}`);
+    throw new FlagError("train-mode", `--train-mode ${mode}: use one of ${TRAIN_MODES.join(", ")}`);
   }
   const m = String(f.method ?? "finetune");
   if (!methodNames().includes(m)) {
-    throw new Error(`--method ${m}: use one of ${methodNames().join(", ")} (or --import a module)`);
-  }
-  if (f.iterations !== undefined && f.epochs !== undefined) {
-    throw new Error("give --iterations or --epochs, not both");
+    throw new FlagError(
+      "method",
+      `--method ${m}: use one of ${methodNames().join(", ")} (or --import a module)`,
+    );
   }
   if (!["n", "t", "zeroshot"].includes(String(f["mv-avg-model"] ?? "n"))) {
-    throw new Error(`--mv-avg-model ${f["mv-avg-model"]}: use n, t or zeroshot`);
+    throw new FlagError(
+      "mv-avg-model",
+      `--mv-avg-model ${f["mv-avg-model"]}: use n, t or zeroshot`,
+    );
   }
   if (!["n", "zeroshot"].includes(String(f["wise-ft-model"] ?? "n"))) {
-    throw new Error(`--wise-ft-model ${f["wise-ft-model"]}: use n or zeroshot`);
+    throw new FlagError(
+      "wise-ft-model",
+      `--wise-ft-model ${f["wise-ft-model"]}: use n or zeroshot`,
+    );
   }
 }
 

@@ -68,6 +68,16 @@ interface StorageRef {
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 
+/** Most tensors a checkpoint may hold (CLIP ViT-L/14@336px has under 500). */
+export const MAX_TENSORS = 100_000;
+
+/**
+ * Most elements a tensor view may have beyond those of its storage. A view with zero or
+ * overlapping strides (an `expand`ed tensor) repeats storage elements; a hostile file could ask
+ * for a 40000×40000 view of one element. Views up to this many elements are always allowed.
+ */
+export const MAX_VIEW_EXPANSION = 1 << 22;
+
 /**
  * Read a checkpoint file of any supported form. Errors name the file and, for corrupt or
  * truncated data, the byte offset.
@@ -181,18 +191,54 @@ function collect(
   fileName: string,
 ): Map<string, TorchTensorRef> {
   const tensors = new Map<string, TorchTensorRef>();
-  const walkModule = (obj: PyObject, prefix: string, depth: number): void => {
-    if (depth > 64) throw new Error(`${fileName}: module tree deeper than 64 levels`);
-    const st = obj.state;
-    if (!(st instanceof Map)) return;
-    for (const [k, v] of st) {
-      if (isTensorRef(v)) tensors.set(prefix + String(k), v);
-      else if (v instanceof PyObject) walkModule(v, `${prefix}${String(k)}.`, depth + 1);
+  const add = (key: string, t: TorchTensorRef): void => {
+    tensors.set(key, t);
+    if (tensors.size > MAX_TENSORS) {
+      throw new Error(
+        `${fileName}: more than ${MAX_TENSORS} tensors (a module tree that references the same ` +
+          `submodules many times?); not a CLIP checkpoint`,
+      );
     }
+  };
+  // The pickle memo lets one module object appear at several places of the tree (a DAG): each
+  // module's own tensors are collected once and reused under every prefix it appears at, so the
+  // walk costs one visit per object plus one per emitted key (bounded by MAX_TENSORS).
+  const memo = new Map<PyObject, [string, TorchTensorRef][]>();
+  const onStack = new Set<PyObject>();
+  const moduleTensors = (obj: PyObject, depth: number): [string, TorchTensorRef][] => {
+    const hit = memo.get(obj);
+    if (hit) return hit;
+    if (depth > 64) throw new Error(`${fileName}: module tree deeper than 64 levels`);
+    if (onStack.has(obj)) throw new Error(`${fileName}: module tree contains a cycle`);
+    const out: [string, TorchTensorRef][] = [];
+    const st = obj.state;
+    if (st instanceof Map) {
+      onStack.add(obj);
+      for (const [k, v] of st) {
+        if (isTensorRef(v)) out.push([String(k), v]);
+        else if (v instanceof PyObject) {
+          for (const [sub, t] of moduleTensors(v, depth + 1)) {
+            out.push([`${String(k)}.${sub}`, t]);
+            if (out.length > MAX_TENSORS) {
+              throw new Error(
+                `${fileName}: more than ${MAX_TENSORS} tensors (a module tree that references ` +
+                  `the same submodules many times?); not a CLIP checkpoint`,
+              );
+            }
+          }
+        }
+      }
+      onStack.delete(obj);
+    }
+    memo.set(obj, out);
+    return out;
+  };
+  const walkModule = (obj: PyObject, prefix: string, depth: number): void => {
+    for (const [k, t] of moduleTensors(obj, depth)) add(prefix + k, t);
   };
   const walkDict = (d: Map<PyKey, unknown>): void => {
     for (const [k, v] of d) {
-      if (isTensorRef(v)) tensors.set(String(k), v);
+      if (isTensorRef(v)) add(String(k), v);
     }
   };
   const scalarMeta = (d: Map<PyKey, unknown>, skip: string): void => {
@@ -245,6 +291,18 @@ function materialize(
   if (shape.some((d) => d < 0) || stride.some((s) => s < 0) || off < 0) {
     throw new Error(`${where}: negative size, stride or offset`);
   }
+  if (
+    !shape.every(Number.isSafeInteger) || !stride.every(Number.isSafeInteger) ||
+    !Number.isSafeInteger(off)
+  ) {
+    throw new Error(`${where}: non-integer size, stride or offset`);
+  }
+  if (count > data.length && count > MAX_VIEW_EXPANSION) {
+    throw new Error(
+      `${where}: a view of ${count} elements [${shape}] (strides [${stride}]) over a ` +
+        `${data.length}-element storage; the file is corrupt or hostile`,
+    );
+  }
   if (count === 0) {
     return {
       shape: [...shape],
@@ -289,9 +347,27 @@ function buildStateDict(
   fileName: string,
 ): StateDict {
   const sd: StateDict = new Map();
+  // Tensors may share storages (tied weights, views); all of them together may not claim far
+  // more elements than the storages hold, or a small file could ask for gigabytes of copies.
+  const seen = new Set<Float32Array | Int32Array>();
+  let stored = 0, made = 0;
   for (const [name, t] of tensors) {
     const ref = t.storage as StorageRef;
+    if (typeof ref !== "object" || ref === null || typeof ref.key !== "string") {
+      throw new Error(`${fileName}: tensor ${name} is not backed by a storage record`);
+    }
     const data = storageData(ref);
+    if (!seen.has(data)) {
+      seen.add(data);
+      stored += data.length;
+    }
+    made += numel(t.shape);
+    if (made > 4 * stored + MAX_VIEW_EXPANSION) {
+      throw new Error(
+        `${fileName}: tensors claim ${made} elements from storages of ${stored} (views that ` +
+          `repeat the same data); the file is corrupt or hostile`,
+      );
+    }
     const view = ref.viewOffset ? { ...t, storageOffset: t.storageOffset + ref.viewOffset } : t;
     sd.set(name, materialize(view, data, ref.dtype, `${fileName}: tensor ${name}`));
   }
@@ -410,6 +486,8 @@ function readTorchLegacy(bytes: Uint8Array, fileName: string): Checkpoint {
 export interface SaveCheckpointOptions {
   /** Storage dtype of floating-point tensors (default `"float32"`). */
   floatDtype?: "float32" | "float16";
+  /** Save tensors holding NaN or ±Infinity (default false: such a save is refused). */
+  allowNonFinite?: boolean;
 }
 
 /**
@@ -424,6 +502,20 @@ export async function saveCheckpoint(
   opts: SaveCheckpointOptions = {},
 ): Promise<void> {
   const floatDtype = opts.floatDtype ?? "float32";
+  if (!opts.allowNonFinite) {
+    for (const [k, t] of sd) {
+      if (!(t.data instanceof Float32Array)) continue;
+      const d = t.data;
+      for (let i = 0; i < d.length; i++) {
+        if (!Number.isFinite(d[i])) {
+          throw new Error(
+            `${path}: not saved: tensor ${k} holds ${d[i]} (element ${i}); weights that are not ` +
+              `finite come from a diverged run (lower the learning rate)`,
+          );
+        }
+      }
+    }
+  }
   await writeSafetensorsFile(path, sd, { ...meta, dtype: meta.dtype ?? floatDtype }, {
     floatDtype,
   });

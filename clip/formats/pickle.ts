@@ -105,8 +105,13 @@ export interface UnpickleOptions {
   extraGlobals?: Record<string, (args: unknown[]) => unknown>;
   /** Maximum memo entries (default 2^22). */
   maxMemo?: number;
-  /** Maximum stack depth (default 2^24). */
+  /** Maximum stack depth (default 2^22). */
   maxStack?: number;
+  /**
+   * Most containers (lists, tuples, dicts, sets, objects) one pickle may create (default 2^20).
+   * Each costs far more memory than the byte that creates it; this bounds memory per input.
+   */
+  maxObjects?: number;
 }
 
 /** Result of {@link unpickleAt}: the value and the offset just past its `STOP`. */
@@ -144,7 +149,10 @@ const STORAGE_DTYPES: Record<string, DType> = {
 };
 
 function asNumber(x: unknown, what: string): number {
-  if (typeof x === "number") return x;
+  if (typeof x === "number") {
+    if (!Number.isSafeInteger(x)) throw new Error(`${what}: expected an int, got ${x}`);
+    return x;
+  }
   if (
     typeof x === "bigint" && x >= BigInt(Number.MIN_SAFE_INTEGER) &&
     x <= BigInt(Number.MAX_SAFE_INTEGER)
@@ -178,7 +186,40 @@ function toKey(k: unknown): PyKey {
     typeof k === "boolean"
   ) return k;
   if (k instanceof Uint8Array) return latin1(k);
-  return JSON.stringify(k, (_, v) => typeof v === "bigint" ? v.toString() : v);
+  return boundedJson(k);
+}
+
+/** Most characters of a JSON dict key made from a tuple (shared sub-tuples could expand it). */
+const MAX_KEY_CHARS = 1 << 16;
+
+/**
+ * `JSON.stringify` of a tuple key, failing once the text would pass {@link MAX_KEY_CHARS}: a
+ * pickle can reference one tuple many times (memo), so a small input can describe a key whose
+ * text doubles at each level.
+ */
+function boundedJson(root: unknown): string {
+  let len = 0;
+  const parts: string[] = [];
+  const add = (s: string): void => {
+    len += s.length;
+    if (len > MAX_KEY_CHARS) throw new Error(`dict key longer than ${MAX_KEY_CHARS} characters`);
+    parts.push(s);
+  };
+  const walk = (v: unknown, depth: number): void => {
+    if (depth > 64) throw new Error("dict key nested deeper than 64 levels");
+    if (Array.isArray(v)) {
+      add("[");
+      v.forEach((x, i) => {
+        if (i) add(",");
+        walk(x, depth + 1);
+      });
+      add("]");
+    } else if (typeof v === "bigint") add(JSON.stringify(v.toString()));
+    else if (v instanceof Uint8Array) add(JSON.stringify(latin1(v)));
+    else add(JSON.stringify(v) ?? "null");
+  };
+  walk(root, 0);
+  return parts.join("");
 }
 
 function latin1(b: Uint8Array): string {
@@ -290,9 +331,9 @@ function resolveGlobal(
   extra: Record<string, (args: unknown[]) => unknown> | undefined,
 ): unknown {
   const q = `${module}.${name}`;
-  const ex = extra?.[q];
+  const ex = extra && Object.hasOwn(extra, q) ? extra[q] : undefined;
   if (ex) return new PyGlobal(q, ex);
-  if (module === "torch" && name in STORAGE_DTYPES) {
+  if (module === "torch" && Object.hasOwn(STORAGE_DTYPES, name)) {
     return new TorchStorageType(name, STORAGE_DTYPES[name]);
   }
   if (module.startsWith("__torch__.") || module === "__torch__") {
@@ -366,7 +407,7 @@ function resolveGlobal(
     case "numpy.dtype":
       return new PyGlobal(q, (args) => {
         const k = args[0] instanceof Uint8Array ? latin1(args[0]) : String(args[0]);
-        const kind = NUMPY_KINDS[k];
+        const kind = Object.hasOwn(NUMPY_KINDS, k) ? NUMPY_KINDS[k] : undefined;
         if (!kind) throw new Error(`numpy.dtype: unsupported dtype ${k}`);
         return new NumpyDType(kind);
       });
@@ -407,7 +448,9 @@ export function unpickleAt(
   const file = opts.fileName;
   const encoding = opts.encoding ?? "ascii";
   const maxMemo = opts.maxMemo ?? (1 << 22);
-  const maxStack = opts.maxStack ?? (1 << 24);
+  const maxStack = opts.maxStack ?? (1 << 22);
+  const maxObjects = opts.maxObjects ?? (1 << 20);
+  let objects = 0;
   const n = bytes.length;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -470,6 +513,13 @@ export function unpickleAt(
   const push = (v: unknown): void => {
     if (stack.length >= maxStack) fail(`stack exceeds ${maxStack} items`);
     stack.push(v);
+  };
+  /** Push a newly created container, counting it against `maxObjects`. */
+  const pushNew = (v: unknown): void => {
+    if (++objects > maxObjects) {
+      fail(`more than ${maxObjects} objects (a hostile or corrupt pickle?)`);
+    }
+    push(v);
   };
   const pop = (): unknown => {
     if (stack.length === 0) fail("stack underflow");
@@ -701,45 +751,45 @@ export function unpickleAt(
         case 0x98: // READONLY_BUFFER
           break;
         case 0x5d: // EMPTY_LIST
-          push([]);
+          pushNew([]);
           break;
         case 0x7d: // EMPTY_DICT
-          push(new Map<PyKey, unknown>());
+          pushNew(new Map<PyKey, unknown>());
           break;
         case 0x29: // EMPTY_TUPLE
-          push([]);
+          pushNew([]);
           break;
         case 0x8f: // EMPTY_SET
-          push(new Set());
+          pushNew(new Set());
           break;
         case 0x6c: // LIST
-          push(popMark());
+          pushNew(popMark());
           break;
         case 0x74: // TUPLE
-          push(popMark());
+          pushNew(popMark());
           break;
         case 0x85: // TUPLE1
-          push([pop()]);
+          pushNew([pop()]);
           break;
         case 0x86: { // TUPLE2
           const b = pop(), a = pop();
-          push([a, b]);
+          pushNew([a, b]);
           break;
         }
         case 0x87: { // TUPLE3
           const c = pop(), b = pop(), a = pop();
-          push([a, b, c]);
+          pushNew([a, b, c]);
           break;
         }
         case 0x64: { // DICT
           const items = popMark();
           const d = new Map<PyKey, unknown>();
           setItems(d, items);
-          push(d);
+          pushNew(d);
           break;
         }
         case 0x91: // FROZENSET
-          push(new Set(popMark()));
+          pushNew(new Set(popMark()));
           break;
         case 0x61: { // APPEND
           const v = pop();
@@ -812,20 +862,20 @@ export function unpickleAt(
         case 0x52: { // REDUCE
           const args = pop();
           const f = pop();
-          push(call(f, args, "REDUCE"));
+          pushNew(call(f, args, "REDUCE"));
           break;
         }
         case 0x81: { // NEWOBJ
           const args = pop();
           const cls = pop();
-          push(call(cls, args, "NEWOBJ"));
+          pushNew(call(cls, args, "NEWOBJ"));
           break;
         }
         case 0x92: { // NEWOBJ_EX
           pop(); // kwargs
           const args = pop();
           const cls = pop();
-          push(call(cls, args, "NEWOBJ_EX"));
+          pushNew(call(cls, args, "NEWOBJ_EX"));
           break;
         }
         case 0x62: { // BUILD

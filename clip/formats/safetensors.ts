@@ -127,7 +127,16 @@ export function decodeElements(
     }
     case "float64": {
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = v.getFloat64(8 * i, true);
+      for (let i = 0; i < count; i++) {
+        const x = v.getFloat64(8 * i, true);
+        out[i] = x;
+        if (!Number.isFinite(out[i]) && Number.isFinite(x)) {
+          throw new Error(
+            `${where}: float64 element ${i} (${x}) is beyond the float32 range; ` +
+              `rescale or convert the tensor before loading`,
+          );
+        }
+      }
       return out;
     }
     case "int64": {
@@ -205,6 +214,38 @@ export function readSafetensorsSource(src: ByteSource, fileName: string): Safete
   const dataLen = src.size - dataStart;
   const metadata: Record<string, string> = {};
   const sd: StateDict = new Map();
+  // Like the reference implementation: the entries, sorted by offset, tile the data section
+  // exactly (no overlap, no gap, no trailing bytes), so no byte is read twice or ignored.
+  const spans: { name: string; b: number; e: number }[] = [];
+  for (const [name, info] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const offs = (info as { data_offsets?: unknown } | null)?.data_offsets;
+    if (
+      !Array.isArray(offs) || offs.length !== 2 ||
+      !offs.every((d) => Number.isSafeInteger(d) && d >= 0) || offs[0] > offs[1]
+    ) fail(`tensor ${name}: bad data_offsets`, 8);
+    spans.push({ name, b: (offs as number[])[0], e: (offs as number[])[1] });
+  }
+  spans.sort((x, y) => x.b - y.b || x.e - y.e);
+  let cursor = 0;
+  for (const sp of spans) {
+    if (sp.b < cursor) {
+      fail(
+        `tensor ${sp.name}: data [${sp.b}, ${sp.e}) overlaps the previous tensor`,
+        dataStart + sp.b,
+      );
+    }
+    if (sp.b > cursor) {
+      fail(`tensor ${sp.name}: gap of ${sp.b - cursor} bytes before its data`, dataStart + cursor);
+    }
+    cursor = sp.e;
+  }
+  if (cursor > dataLen) {
+    fail(`data ends at ${cursor} but the file has ${dataLen} data bytes (truncated?)`, src.size);
+  }
+  if (cursor < dataLen) {
+    fail(`${dataLen - cursor} trailing bytes after the last tensor`, dataStart + cursor);
+  }
   for (const [name, info] of Object.entries(header)) {
     if (name === "__metadata__") {
       if (info && typeof info === "object") {
@@ -215,8 +256,9 @@ export function readSafetensorsSource(src: ByteSource, fileName: string): Safete
       continue;
     }
     const ent = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    const dt = ST_DTYPES[String(ent?.dtype)];
-    if (!dt) fail(`tensor ${name}: unsupported dtype ${ent?.dtype}`, 8);
+    const code = String(ent?.dtype);
+    const dt = Object.hasOwn(ST_DTYPES, code) ? ST_DTYPES[code] : undefined;
+    if (!dt) return fail(`tensor ${name}: unsupported dtype ${ent?.dtype}`, 8);
     const shape = ent.shape;
     if (
       !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)

@@ -64,7 +64,52 @@ export interface ZipEntry {
   size: number;
   /** Offset of the local file header. */
   localHeaderOffset: number;
+  /** CRC-32 of the uncompressed data, as the central directory records it. */
+  crc32: number;
+  /** Whether the entry is a symbolic link (Unix mode in the external attributes). */
+  symlink: boolean;
 }
+
+// CRC-32 (IEEE 802.3, reflected, as zip uses), slicing-by-8. Hand-written: fflate keeps its CRC
+// private and the platform has none; it is a few lines and checked against known values.
+const CRC_TABLES: Uint32Array[] = (() => {
+  const t = Array.from({ length: 8 }, () => new Uint32Array(256));
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[0][n] = c >>> 0;
+  }
+  for (let n = 0; n < 256; n++) {
+    for (let k = 1; k < 8; k++) t[k][n] = (t[0][t[k - 1][n] & 0xff] ^ (t[k - 1][n] >>> 8)) >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * CRC-32 of `bytes` (zip's checksum). Pass the previous result as `crc` to continue over
+ * several chunks.
+ *
+ * @example
+ * ```ts
+ * crc32(new TextEncoder().encode("123456789")); // 0xcbf43926
+ * ```
+ */
+export function crc32(bytes: Uint8Array, crc = 0): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES;
+  let c = ~crc >>> 0;
+  let i = 0;
+  const n = bytes.length;
+  for (; i + 8 <= n; i += 8) {
+    c ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    c = t7[c & 0xff] ^ t6[(c >>> 8) & 0xff] ^ t5[(c >>> 16) & 0xff] ^ t4[c >>> 24] ^
+      t3[bytes[i + 4]] ^ t2[bytes[i + 5]] ^ t1[bytes[i + 6]] ^ t0[bytes[i + 7]];
+  }
+  for (; i < n; i++) c = t0[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+/** Largest deflate expansion accepted (deflate's own maximum is about 1032:1). */
+const MAX_RATIO = 1100;
 
 const EOCD_SIG = 0x06054b50;
 const EOCD64_SIG = 0x06064b50;
@@ -161,6 +206,9 @@ export class ZipReader {
       if (p + 46 > cdSize) this.#fail("central directory truncated", at);
       if (v.getUint32(p, true) !== CDH_SIG) this.#fail("bad central directory signature", at);
       const method = v.getUint16(p + 10, true);
+      const crc = v.getUint32(p + 16, true);
+      const external = v.getUint32(p + 38, true);
+      const madeBy = v.getUint16(p + 4, true) >>> 8;
       let csize = v.getUint32(p + 20, true);
       let usize = v.getUint32(p + 24, true);
       const nameLen = v.getUint16(p + 28, true);
@@ -198,7 +246,18 @@ export class ZipReader {
       if (lho + 30 > size || lho + csize > size) {
         this.#fail(`entry ${name}: data (${csize} bytes at ${lho}) beyond end of file`, at);
       }
-      const entry = { name, method, compressedSize: csize, size: usize, localHeaderOffset: lho };
+      // Unix (3) and macOS (19) hosts keep the file mode in the high 16 bits.
+      const symlink = (madeBy === 3 || madeBy === 19) &&
+        ((external >>> 16) & 0o170000) === 0o120000;
+      const entry = {
+        name,
+        method,
+        compressedSize: csize,
+        size: usize,
+        localHeaderOffset: lho,
+        crc32: crc,
+        symlink,
+      };
       this.entries.push(entry);
       this.#byName.set(name, entry);
       p += 46 + nameLen + extraLen + commentLen;
@@ -215,8 +274,8 @@ export class ZipReader {
     return this.#byName.get(name);
   }
 
-  /** Read and (if needed) inflate one entry. Throws naming the file, entry and offset. */
-  read(name: string): Uint8Array {
+  /** Offset of an entry's data, after its local header (checked against the archive). */
+  #dataOffset(name: string): { e: ZipEntry; dataOff: number } {
     const e = this.#byName.get(name);
     if (!e) throw new Error(`${this.#file}: zip: no entry ${name}`);
     const h = this.#view(e.localHeaderOffset, 30);
@@ -230,19 +289,39 @@ export class ZipReader {
         dataOff,
       );
     }
-    const raw = this.#src.read(dataOff, e.compressedSize);
-    if (e.method === 0) {
-      if (e.size !== e.compressedSize) {
-        this.#fail(`entry ${name}: stored entry with differing sizes`, e.localHeaderOffset);
-      }
-      return raw;
+    if (e.method === 0 && e.size !== e.compressedSize) {
+      this.#fail(`entry ${name}: stored entry with differing sizes`, e.localHeaderOffset);
     }
     // Deflate expands at most ~1032:1; a larger claim is a corrupt header, not a reason to allocate.
-    if (e.size > e.compressedSize * 1100 + 1024) {
+    if (e.method === 8 && e.size > e.compressedSize * MAX_RATIO + 1024) {
       this.#fail(
         `entry ${name}: implausible size ${e.size} for ${e.compressedSize} bytes`,
         dataOff,
       );
+    }
+    return { e, dataOff };
+  }
+
+  #checkCrc(e: ZipEntry, crc: number, dataOff: number): void {
+    if (crc !== e.crc32) {
+      this.#fail(
+        `entry ${e.name}: CRC-32 mismatch (0x${crc.toString(16)}, directory says ` +
+          `0x${e.crc32.toString(16)}): the archive is corrupt; download it again`,
+        dataOff,
+      );
+    }
+  }
+
+  /**
+   * Read and (if needed) inflate one entry, whole, checking its size and CRC-32. Throws naming
+   * the file, entry and offset. For large entries prefer {@link ZipReader.chunks}.
+   */
+  read(name: string): Uint8Array {
+    const { e, dataOff } = this.#dataOffset(name);
+    const raw = this.#src.read(dataOff, e.compressedSize);
+    if (e.method === 0) {
+      this.#checkCrc(e, crc32(raw), dataOff);
+      return raw;
     }
     const out = new Uint8Array(e.size);
     let got: Uint8Array;
@@ -254,7 +333,71 @@ export class ZipReader {
     if (got.length !== e.size) {
       this.#fail(`entry ${name}: inflated to ${got.length} bytes, expected ${e.size}`, dataOff);
     }
+    this.#checkCrc(e, crc32(got), dataOff);
     return got;
+  }
+
+  /**
+   * Stream one entry's uncompressed bytes in chunks (never the whole entry in memory). Inflating
+   * past the declared size stops at once (zip bombs); the size and CRC-32 are checked at the end,
+   * so a consumer must treat the data as unverified until the iteration completes.
+   */
+  async *chunks(name: string, chunkSize = 1 << 16): AsyncGenerator<Uint8Array> {
+    const { e, dataOff } = this.#dataOffset(name);
+    const src = this.#src;
+    let crc = 0;
+    let total = 0;
+    if (e.method === 0) {
+      for (let o = 0; o < e.size; o += chunkSize) {
+        const c = src.read(dataOff + o, Math.min(chunkSize, e.size - o)).slice();
+        crc = crc32(c, crc);
+        total += c.length;
+        yield c;
+      }
+    } else {
+      let o = 0;
+      const input = new ReadableStream<Uint8Array>({
+        pull(ctl) {
+          if (o >= e.compressedSize) return ctl.close();
+          const n = Math.min(chunkSize, e.compressedSize - o);
+          ctl.enqueue(src.read(dataOff + o, n).slice());
+          o += n;
+        },
+      });
+      const out = input.pipeThrough(
+        new DecompressionStream("deflate-raw") as unknown as TransformStream<
+          Uint8Array,
+          Uint8Array
+        >,
+      );
+      const it = out[Symbol.asyncIterator]();
+      try {
+        while (true) {
+          let r: IteratorResult<Uint8Array>;
+          try {
+            r = await it.next();
+          } catch (err) {
+            this.#fail(`entry ${name}: corrupt deflate data (${(err as Error).message})`, dataOff);
+          }
+          if (r.done) break;
+          total += r.value.length;
+          if (total > e.size) {
+            this.#fail(
+              `entry ${name}: inflates past its declared ${e.size} bytes (corrupt or a zip bomb)`,
+              dataOff,
+            );
+          }
+          crc = crc32(r.value, crc);
+          yield r.value;
+        }
+      } finally {
+        await it.return?.();
+      }
+    }
+    if (total !== e.size) {
+      this.#fail(`entry ${name}: inflated to ${total} bytes, expected ${e.size}`, dataOff);
+    }
+    this.#checkCrc(e, crc, dataOff);
   }
 
   /** Close the underlying source. */

@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { strToU8, zipSync } from "fflate";
-import { isZip, memorySource, ZipReader } from "./zip.ts";
+import { crc32, isZip, memorySource, ZipReader } from "./zip.ts";
 
 const A = strToU8("hello zip ".repeat(50));
 const B = Uint8Array.from({ length: 300 }, (_, i) => (i * 7) & 255);
@@ -29,6 +29,7 @@ function zip64(name: string, data: Uint8Array): Uint8Array {
   const cdOff = 30 + nm.length + data.length;
   const cd = new DataView(new ArrayBuffer(46 + nm.length + 28));
   cd.setUint32(0, 0x02014b50, true);
+  cd.setUint32(16, crc32(data), true);
   cd.setUint32(20, 0xffffffff, true); // compressed
   cd.setUint32(24, 0xffffffff, true); // uncompressed
   cd.setUint16(28, nm.length, true);
@@ -93,4 +94,29 @@ Deno.test("zip: every truncation and byte flips fail with file and offset", () =
       ok(e instanceof Error && /flip\.zip: zip: .* at offset \d+/.test(e.message), String(e));
     }
   }
+});
+
+Deno.test("zip: CRC-32 known value; a flipped data byte is a CRC error; chunks() streams", async () => {
+  equal(crc32(strToU8("123456789")), 0xcbf43926);
+  equal(crc32(strToU8("6789"), crc32(strToU8("12345"))), 0xcbf43926);
+  const bytes = zipSync({ "a": [A, { level: 9 }], "b": [B, { level: 0 }] });
+  const z = new ZipReader(memorySource(bytes), "ok.zip");
+  for (const [name, want] of [["a", A], ["b", B]] as const) {
+    const parts: Uint8Array[] = [];
+    for await (const c of z.chunks(name, 7)) parts.push(c);
+    deepStrictEqual(new Uint8Array(parts.flatMap((p) => [...p])), want);
+  }
+  const bad = bytes.slice();
+  const off = z.entry("b")!.localHeaderOffset + 30 + 1 + 10; // a byte of b's stored data
+  bad[off] ^= 1;
+  const zb = new ZipReader(memorySource(bad), "bad.zip");
+  throws(() => zb.read("b"), /bad\.zip: zip: entry b: CRC-32 mismatch/);
+  await (async () => {
+    try {
+      for await (const _ of zb.chunks("b")) { /* drain */ }
+      ok(false, "no error");
+    } catch (e) {
+      ok(/CRC-32 mismatch/.test((e as Error).message), String(e));
+    }
+  })();
 });

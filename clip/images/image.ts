@@ -52,9 +52,22 @@ export interface DecodeOptions {
   decoder?: DecoderName;
   /** Name used in error messages (e.g. the file path). */
   name?: string;
-  /** Largest accepted width × height (default 2^28, about 268 megapixels). */
+  /**
+   * Largest accepted width × height (default {@link MAX_DECODE_PIXELS}, PIL's decompression-bomb
+   * limit of about 89 megapixels).
+   */
   maxPixels?: number;
 }
+
+/** Default decode limit in pixels: PIL's `Image.MAX_IMAGE_PIXELS` (a 358 MB RGBA bitmap). */
+export const MAX_DECODE_PIXELS = 89_478_485;
+
+/**
+ * Largest resize output (and intermediate) in pixels. The output size follows from the image's
+ * aspect ratio, not its byte size: a 370-byte 100000×1 PNG resized to a shortest side of 224
+ * would need 22,400,000×224 pixels.
+ */
+export const MAX_RESIZE_PIXELS = 2 ** 26;
 
 const CHANNELS: Record<ImageMode, number> = { "1": 1, L: 1, LA: 2, P: 3, RGB: 3, RGBA: 4 };
 
@@ -225,7 +238,7 @@ export async function decodePixels(
   opts: DecodeOptions = {},
 ): Promise<DecodedPixels> {
   const name = opts.name ?? "image";
-  const maxPixels = opts.maxPixels ?? 2 ** 28;
+  const maxPixels = opts.maxPixels ?? MAX_DECODE_PIXELS;
   const which = opts.decoder ?? "auto";
   const sniff = sniffImage(bytes);
   let raw: { data: Uint8Array; width: number; height: number; channels: number };
@@ -420,6 +433,14 @@ function checkResize(src: { width: number; height: number }, outW: number, outH:
   const [x0, y0, x1, y1] = box;
   if (x0 < 0 || y0 < 0 || x1 > src.width || y1 > src.height || x1 < x0 || y1 < y0) {
     throw new Error(`resize: box [${box}] is not inside the ${src.width}×${src.height} image`);
+  }
+  // The separable passes hold an outW × (box rows) intermediate and the outW × outH output.
+  const rows = Math.ceil(y1 - y0) + 1;
+  if (outW * outH > MAX_RESIZE_PIXELS || outW * rows > MAX_RESIZE_PIXELS) {
+    throw new Error(
+      `resize: a ${src.width}×${src.height} image to ${outW}×${outH} needs more than ` +
+        `${MAX_RESIZE_PIXELS} pixels (aspect ratio too extreme); crop or pad the image first`,
+    );
   }
 }
 

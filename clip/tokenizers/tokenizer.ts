@@ -139,39 +139,16 @@ class BpeTokenizer implements Tokenizer {
   #bpe(token: string): string[] {
     const hit = this.#cache.get(token);
     if (hit) return hit;
-    // Every byte character is one UTF-16 unit (U+0021..U+0143).
-    let word = token.split("");
-    word[word.length - 1] += "</w>";
-    while (word.length > 1) {
-      let best = Infinity;
-      let first = "";
-      let second = "";
-      for (let i = 0; i < word.length - 1; i++) {
-        const r = this.#ranks.get(word[i] + " " + word[i + 1]);
-        if (r !== undefined && r < best) {
-          best = r;
-          first = word[i];
-          second = word[i + 1];
-        }
-      }
-      if (best === Infinity) break;
-      const next: string[] = [];
-      for (let i = 0; i < word.length;) {
-        if (word[i] === first && i < word.length - 1 && word[i + 1] === second) {
-          next.push(first + second);
-          i += 2;
-        } else {
-          next.push(word[i]);
-          i += 1;
-        }
-      }
-      word = next;
+    const word = bpeMerge(token, this.#ranks);
+    if (token.length <= MAX_CACHED_WORD) {
+      if (this.#cache.size >= MAX_CACHE_ENTRIES) this.#cache.clear();
+      this.#cache.set(token, word);
     }
-    this.#cache.set(token, word);
     return word;
   }
 
-  encode(text: string): number[] {
+  /** BPE ids of `text`, stopping once more than `limit` ids are known (words are independent). */
+  #encodeUpTo(text: string, limit: number): number[] {
     const out: number[] = [];
     const cleaned = cleanText(text);
     for (const m of cleaned.matchAll(this.#pat)) {
@@ -182,8 +159,13 @@ class BpeTokenizer implements Tokenizer {
         if (id === undefined) throw new Error(`BPE piece ${JSON.stringify(piece)} not in vocab`);
         out.push(id);
       }
+      if (out.length > limit) break;
     }
     return out;
+  }
+
+  encode(text: string): number[] {
+    return this.#encodeUpTo(text, Infinity);
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -210,7 +192,11 @@ class BpeTokenizer implements Tokenizer {
     const truncate = opts.truncate ?? false;
     if (!Number.isInteger(ctx) || ctx < 2) throw new Error(`contextLength must be ≥ 2, got ${ctx}`);
     return list.map((text) => {
-      let tokens = [SOT_TOKEN, ...this.encode(text), EOT_TOKEN];
+      // The BPE of a word never depends on the words after it, so encoding can stop as soon as
+      // the row is known to overflow: the first `ctx` tokens are then already final.
+      const ids = this.#encodeUpTo(text, ctx - 2);
+      const overflow = ids.length > ctx - 2;
+      let tokens = [SOT_TOKEN, ...ids, EOT_TOKEN];
       if (tokens.length > ctx) {
         if (truncate === true) {
           tokens = tokens.slice(0, ctx);
@@ -219,7 +205,8 @@ class BpeTokenizer implements Tokenizer {
           tokens = tokens.slice(0, ctx);
         } else {
           throw new Error(
-            `Input ${text} is too long for context length ${ctx} (${tokens.length} tokens); ` +
+            `Input ${preview(text)} is too long for context length ${ctx} ` +
+              `(${overflow ? "more than " + ctx : tokens.length} tokens); ` +
               `pass truncate: true (end token kept) or "cut" (first ${ctx} tokens)`,
           );
         }
@@ -229,6 +216,109 @@ class BpeTokenizer implements Tokenizer {
       return row;
     });
   }
+}
+
+/** Words longer than this (in bytes) are not kept in the BPE cache. */
+const MAX_CACHED_WORD = 256;
+/** The BPE cache is cleared when it reaches this many words (bounded memory on long inputs). */
+const MAX_CACHE_ENTRIES = 1 << 16;
+
+/** `text` quoted for an error message, cut to its first 60 characters. */
+function preview(text: string): string {
+  const cut = [...text.slice(0, 64)].slice(0, 60).join("");
+  return JSON.stringify(cut.length < text.length ? cut + "…" : cut) +
+    (cut.length < text.length ? ` (${text.length} characters)` : "");
+}
+
+/** A binary min-heap of merge candidates keyed by (rank, left position). */
+class PairHeap {
+  #rank: number[] = [];
+  #pos: number[] = [];
+  get size(): number {
+    return this.#rank.length;
+  }
+  #less(i: number, j: number): boolean {
+    const a = this.#rank[i], b = this.#rank[j];
+    return a < b || (a === b && this.#pos[i] < this.#pos[j]);
+  }
+  #swap(i: number, j: number): void {
+    [this.#rank[i], this.#rank[j]] = [this.#rank[j], this.#rank[i]];
+    [this.#pos[i], this.#pos[j]] = [this.#pos[j], this.#pos[i]];
+  }
+  push(rank: number, pos: number): void {
+    this.#rank.push(rank);
+    this.#pos.push(pos);
+    for (let i = this.#rank.length - 1; i > 0;) {
+      const p = (i - 1) >> 1;
+      if (!this.#less(i, p)) break;
+      this.#swap(i, p);
+      i = p;
+    }
+  }
+  /** Remove the smallest entry; returns `[rank, pos]`. */
+  pop(): [number, number] {
+    const top: [number, number] = [this.#rank[0], this.#pos[0]];
+    const r = this.#rank.pop()!, p = this.#pos.pop()!;
+    const n = this.#rank.length;
+    if (n) {
+      this.#rank[0] = r;
+      this.#pos[0] = p;
+      for (let i = 0;;) {
+        const l = 2 * i + 1, rr = l + 1;
+        let m = i;
+        if (l < n && this.#less(l, m)) m = l;
+        if (rr < n && this.#less(rr, m)) m = rr;
+        if (m === i) break;
+        this.#swap(i, m);
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/**
+ * The reference's `bpe(token)` in O(n log n): its loop merges, at each round, every occurrence
+ * (left to right) of the lowest-ranked adjacent pair, which is O(n²) for an n-character word.
+ * Here the symbols form a linked list and candidate pairs sit in a heap ordered by (rank, left
+ * position); a popped pair is used only if both symbols are still as they were. Popping equal
+ * ranks left to right reproduces the reference's left-to-right, non-overlapping merges, and a
+ * merged symbol can never recreate the pair just merged, so the rounds agree.
+ */
+export function bpeMerge(token: string, ranks: ReadonlyMap<string, number>): string[] {
+  // Every byte character is one UTF-16 unit (U+0021..U+0143).
+  const sym = token.split("");
+  if (sym.length === 0) return [];
+  sym[sym.length - 1] += "</w>";
+  const n = sym.length;
+  if (n === 1) return sym;
+  const next = Int32Array.from({ length: n }, (_, i) => i + 1);
+  const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
+  next[n - 1] = -1;
+  const alive = new Uint8Array(n).fill(1);
+  const heap = new PairHeap();
+  const consider = (i: number): void => {
+    const j = next[i];
+    if (i < 0 || j < 0) return;
+    const r = ranks.get(sym[i] + " " + sym[j]);
+    if (r !== undefined) heap.push(r, i);
+  };
+  for (let i = 0; i < n - 1; i++) consider(i);
+  while (heap.size) {
+    const [r, i] = heap.pop();
+    if (!alive[i]) continue;
+    const j = next[i];
+    if (j < 0 || ranks.get(sym[i] + " " + sym[j]) !== r) continue; // stale entry
+    sym[i] += sym[j];
+    alive[j] = 0;
+    next[i] = next[j];
+    if (next[j] >= 0) prev[next[j]] = i;
+    if (prev[i] >= 0) consider(prev[i]);
+    consider(i);
+  }
+  const out: string[] = [];
+  for (let i = 0; i >= 0; i = next[i]) out.push(sym[i]);
+  return out;
 }
 
 /** Parse the gzipped merges file into the reference's merge list. `name` is used in errors. */
