@@ -238,6 +238,7 @@ signal_tree() {
 
 child=""
 on_usr1() {
+  trap '' USR1
   echo "[mtil] $(date -Is) time limit near: asking the run to checkpoint, then requeueing"
   if [[ -n "$child" ]]; then
     signal_tree "$child" USR1

@@ -219,33 +219,62 @@ Deno.test({
   fn: async () => {
     const t0 = performance.now();
     const dir = await Deno.makeTempDir({ prefix: "mtil-slurm-tl-" });
-    // --time 1 with the signal 20 s before: slurmctld checks limits every 30 s and signals when
-    // fewer than 20 + 30 s are left, i.e. 10–40 s into each job; 400 steps take longer than that.
+    // --time 1 with the signal 20 s before the limit: slurmctld checks limits every 30 s and
+    // signals once fewer than 20 + 30 s are left, i.e. 10–40 s into the job. Where the machine is
+    // fast enough to pass half the steps before that, the test sends the same signal itself
+    // (scancel --signal=USR1 --batch: what SLURM does at the limit), so the path is always taken.
+    const steps = 200;
     const grid: SweepGrid = {
       methods: ["finetune"],
       orders: ["Synth-shape"],
       seeds: [3],
-      args: [...COMMON, "--iterations", "400"],
+      args: [...COMMON.filter((a) => a !== "--quiet"), "--iterations", String(steps), "--loss-interval", "10"],
     };
     const { plan } = await writeSlurm(
       options(dir, grid, { name: "e2e-tl", time: "1", signalSeconds: 20, arrayLimit: undefined }),
     );
+    const logs = `${dir}/scripts/logs`;
+    const readLog = async () => {
+      let t = "";
+      for await (const e of Deno.readDir(logs)) t += await Deno.readTextFile(`${logs}/${e.name}`);
+      return t;
+    };
     const ids = await submit(`${dir}/scripts`);
+    const job = `${ids[0]}_0`;
     // the same run, uninterrupted, beside it
     const ref = `${dir}/ref`;
     const argv = runArgv({ ...plan.runs[0], saveDir: ref }, 0);
     const refRun = sh("bash", ["-c", argv.map(shellQuote).join(" ")], { cwd: REPO });
-    const final = await waitFor(ids, 8 * 60_000, `${dir}/scripts/logs`);
+    let trigger = "";
+    const tWait = Date.now();
+    while (!trigger && Date.now() - tWait < 5 * 60_000) {
+      const log = await readLog();
+      if (log.includes("time limit near")) trigger = "SLURM time limit (--signal=B:USR1@20)";
+      else {
+        const step = Math.max(0, ...[...log.matchAll(/^step (\d+):/gm)].map((m) => Number(m[1])));
+        if (step >= steps / 2) {
+          const r = await sh("scancel", ["--signal=USR1", "--batch", job]);
+          assertEquals(r.code, 0, r.err);
+          trigger = `scancel --signal=USR1 --batch at step ${step} (the machine outran the 30 s tick)`;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    assert(trigger, `no USR1 within 5 min:\n${await readLog()}`);
+    // once requeued, lift the limit so the rerun finishes in one go
+    while (Date.now() - tWait < 6 * 60_000) {
+      if (/requeued \d+/.test(await readLog())) break;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const up = await sh("scontrol", ["update", `JobId=${job}`, "TimeLimit=10"]);
+    assertEquals(up.code, 0, up.err);
+    const final = await waitFor(ids, 6 * 60_000, logs);
     const r = await refRun;
     assertEquals(r.code, 0, `reference run failed:\n${r.out}\n${r.err}`);
-    const logs = await tailLogs(`${dir}/scripts/logs`);
-    let log = "";
-    for await (const e of Deno.readDir(`${dir}/scripts/logs`)) {
-      log += await Deno.readTextFile(`${dir}/scripts/logs/${e.name}`);
-    }
-    assertEquals(final.map((s) => s.state), ["COMPLETED"], logs);
+    const log = await readLog();
+    assertEquals(final.map((s) => s.state), ["COMPLETED"], log);
     assert(final[0].restarts >= 1, `never requeued:\n${log}`);
-    assert(log.includes("time limit near") && /requeued \d+/.test(log), log);
+    assert(/requeued \d+: the rerun resumes/.test(log), log);
     const resumed = [...log.matchAll(/resumed \S+ at step (\d+)\//g)].map((m) => Number(m[1]));
     assert(resumed.length >= 1 && resumed[0] > 0, `no resume from a USR1 checkpoint:\n${log}`);
     const got = await readMatrix(plan.runs[0].saveDir);
@@ -254,9 +283,9 @@ Deno.test({
     assertEquals(got.values, want.values, "requeued run vs uninterrupted run");
     assertEquals(got.zeroShot, want.zeroShot);
     console.log(
-      `time-limit e2e: ${((performance.now() - t0) / 1000).toFixed(0)} s, ${
+      `time-limit e2e: ${((performance.now() - t0) / 1000).toFixed(0)} s; USR1 from ${trigger}; ${
         final[0].restarts
-      } requeue(s), resumed at step(s) ${resumed.join(", ")}`,
+      } requeue(s); resumed at step ${resumed.join(", ")} of ${steps}`,
     );
     await Deno.remove(dir, { recursive: true });
   },
