@@ -33,7 +33,7 @@ per-task-position array jobs DIR/task-NN.sbatch, chained element by element (aft
   --grid FILE     {"methods": [...], "orders": [...], "seeds": [...], "lrs": [...],
                    "args": [...], "methodArgs": {"ZSCL": [...]}} instead of the grid flags
   --lrs           values for --lr-per-task (default: the sequence's own rates)
-  --gpus 0        a CPU cluster: no --gres line
+  --gpus 0|none   a CPU cluster: no --gres line (default 1: --gres=gpu:1)
   --array-limit K at most K runs of one array at once (--array=0-N%K)
   --dry-run       print the grid and the sbatch commands; write nothing
 Default DIR: runs/slurm/<name>; runs save to <save-root>/order-<o>/<method>[/lr-<lr>]/seed<s>
@@ -149,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
       name,
       partition: values.partition!,
       time: values.time!,
-      gpus: int("gpus", values.gpus),
+      gpus: values.gpus === "none" ? 0 : int("gpus", values.gpus),
       cpus: int("cpus", values.cpus),
       mem: values.mem,
       account: values.account,
