@@ -23,7 +23,8 @@ const BASE: K8sOptions = {
   gpus: 1,
 };
 
-type Obj = Record<string, any>; // deno-lint-ignore no-explicit-any
+// deno-lint-ignore no-explicit-any
+type Obj = Record<string, any>;
 
 Deno.test("k8s: one Indexed Job per task position; the YAML parses back to the intended structure", () => {
   const plan = planK8s(BASE);
@@ -60,9 +61,12 @@ Deno.test("k8s: one Indexed Job per task position; the YAML parses back to the i
     assertEquals(c.resources.limits["nvidia.com/gpu"], 1);
     assertEquals(c.resources.requests, { cpu: "4", memory: "32Gi" });
     assertEquals(c.volumeMounts, [{ name: "runs", mountPath: "/runs" }]);
-    assertEquals(pod.volumes, [{ name: "runs", persistentVolumeClaim: { claimName: "mtil-runs" } }]);
+    assertEquals(pod.volumes, [{
+      name: "runs",
+      persistentVolumeClaim: { claimName: "mtil-runs" },
+    }]);
     const script: string = c.command[2];
-    assert(script.includes('I=${JOB_COMPLETION_INDEX:?'), script);
+    assert(script.includes("I=${JOB_COMPLETION_INDEX:?"), script);
     assert(script.includes('exec "${ARGV[@]}"'), script);
     const task = j.position === 1 ? "Synth-shape" : "Synth-colour";
     assert(
@@ -81,7 +85,7 @@ Deno.test("k8s: one Indexed Job per task position; the YAML parses back to the i
 });
 
 Deno.test("k8s: --gpus 0 has no GPU limit; options are checked", () => {
-  const c = (planK8s({ ...BASE, gpus: 0, namespace: "ml" }).jobs[0].manifest as Obj);
+  const c = planK8s({ ...BASE, gpus: 0, namespace: "ml" }).jobs[0].manifest as Obj;
   assertEquals(c.metadata.namespace, "ml");
   assertEquals(c.spec.template.spec.containers[0].resources.limits, { memory: "32Gi" });
   assertThrows(() => planK8s({ ...BASE, image: "" }), "--image");
@@ -115,7 +119,9 @@ Deno.test("k8s: the pod script picks its run from JOB_COMPLETION_INDEX and fails
     const r = await pod(1, 4);
     assertEquals(r.code, 0, r.err);
     assert(
-      r.out.endsWith(`4 ZSCL 2 Synth-shape ${dir}/demo/order-custom/ZSCL/seed2 --iterations 10 --image-loss\n`),
+      r.out.endsWith(
+        `4 ZSCL 2 Synth-shape ${dir}/demo/order-custom/ZSCL/seed2 --iterations 10 --image-loss\n`,
+      ),
       r.out,
     );
     const missing = await pod(2, 4);

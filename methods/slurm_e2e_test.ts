@@ -34,10 +34,14 @@ async function sh(
 /** Why SLURM cannot be used here, or "" when it can; and the default partition. */
 async function probe(): Promise<{ why: string; partition: string }> {
   const s = await sh("sinfo", ["-h", "-o", "%P %T"]);
-  if (s.code !== 0) return { why: `sinfo failed: ${(s.err || s.out).trim().split("\n")[0]}`, partition: "" };
+  if (s.code !== 0) {
+    return { why: `sinfo failed: ${(s.err || s.out).trim().split("\n")[0]}`, partition: "" };
+  }
   const lines = s.out.trim().split("\n").filter(Boolean);
   const usable = lines.find((l) => /\s(idle|mixed|allocated)/.test(l));
-  if (!usable) return { why: `no usable node (sinfo: ${lines.join("; ") || "empty"})`, partition: "" };
+  if (!usable) {
+    return { why: `no usable node (sinfo: ${lines.join("; ") || "empty"})`, partition: "" };
+  }
   const q = await sh("squeue", ["-h"]);
   if (q.code !== 0) return { why: `squeue failed: ${q.err.trim()}`, partition: "" };
   const def = lines.find((l) => l.split(" ")[0].endsWith("*")) ?? usable;
@@ -140,7 +144,9 @@ async function waitFor(ids: string[], limitMs: number, logs: string): Promise<El
     if (Date.now() - t0 > limitMs) {
       await sh("scancel", ids);
       throw new Error(
-        `SLURM jobs still queued after ${limitMs / 1000} s:\n${mine.join("\n")}\n${await tailLogs(logs)}`,
+        `SLURM jobs still queued after ${limitMs / 1000} s:\n${mine.join("\n")}\n${await tailLogs(
+          logs,
+        )}`,
       );
     }
     await new Promise((r) => setTimeout(r, 2000));
@@ -204,7 +210,10 @@ Deno.test({
     // the seeds really differ, and the summary averages both seeds of both methods
     const s = await summarizeSweep(`${dir}/runs`);
     assertEquals(s.incomplete, []);
-    assertEquals(s.groups.map((g) => [g.method, g.seeds]), [["finetune", [1, 2]], ["ZSCL", [1, 2]]]);
+    assertEquals(s.groups.map((g) => [g.method, g.seeds]), [["finetune", [1, 2]], ["ZSCL", [
+      1,
+      2,
+    ]]]);
     for (const g of s.groups) assert(Number.isFinite(g.avg.mean) && Number.isFinite(g.avg.std));
     console.log(`sweep e2e: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     await Deno.remove(dir, { recursive: true });
@@ -228,7 +237,13 @@ Deno.test({
       methods: ["finetune"],
       orders: ["Synth-shape"],
       seeds: [3],
-      args: [...COMMON.filter((a) => a !== "--quiet"), "--iterations", String(steps), "--loss-interval", "10"],
+      args: [
+        ...COMMON.filter((a) => a !== "--quiet"),
+        "--iterations",
+        String(steps),
+        "--loss-interval",
+        "10",
+      ],
     };
     const { plan } = await writeSlurm(
       options(dir, grid, { name: "e2e-tl", time: "1", signalSeconds: 20, arrayLimit: undefined }),
@@ -255,7 +270,8 @@ Deno.test({
         if (step >= steps / 2) {
           const r = await sh("scancel", ["--signal=USR1", "--batch", job]);
           assertEquals(r.code, 0, r.err);
-          trigger = `scancel --signal=USR1 --batch at step ${step} (the machine outran the 30 s tick)`;
+          trigger =
+            `scancel --signal=USR1 --batch at step ${step} (the machine outran the 30 s tick)`;
         }
       }
       await new Promise((r) => setTimeout(r, 300));
@@ -292,7 +308,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "slurm e2e: a failed element cancels its later tasks only; submit.sh --from/--only restarts it",
+  name:
+    "slurm e2e: a failed element cancels its later tasks only; submit.sh --from/--only restarts it",
   ignore: why !== "",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -308,8 +325,7 @@ Deno.test({
     const { plan } = await writeSlurm(options(dir, grid, { name: "e2e-fail", command }));
     const ids = await submit(`${dir}/scripts`);
     const first = await waitFor(ids, 3 * 60_000, `${dir}/scripts/logs`);
-    const st = (arr: string, el: string) =>
-      first.find((s) => s.array === arr && s.element === el)!;
+    const st = (arr: string, el: string) => first.find((s) => s.array === arr && s.element === el)!;
     assertEquals(st(ids[0], "0").state, "FAILED");
     assertEquals(st(ids[1], "0").state, "CANCELLED");
     assertEquals(st(ids[1], "0").reason, "DependencyNeverSatisfied");

@@ -192,7 +192,10 @@ Deno.test("written scripts pass bash -n; submit.sh chains arrays with aftercorr;
     );
     // restart elements 1 and 3 from task 2, uncapped
     await Deno.remove(`${dir}/sbatch.log`);
-    const r2 = await bash([`${dir}/out/submit.sh`, "--from", "2", "--only", "1,3", "--limit", "1"], env);
+    const r2 = await bash(
+      [`${dir}/out/submit.sh`, "--from", "2", "--only", "1,3", "--limit", "1"],
+      env,
+    );
     assertEquals(r2.code, 0, r2.stderr);
     assertEquals(await log(), [
       `--parsable --array=1,3%1 task-02.sbatch`,
@@ -226,9 +229,13 @@ Deno.test("USR1 before the time limit: the run is signalled, then the element re
         `for i in $(seq 1 300); do sleep 0.1; done\n`,
       { mode: 0o755 },
     );
-    await Deno.writeTextFile(`${dir}/bin/scontrol`, `#!/bin/bash\necho "$*" >> ${dir}/scontrol.log\n`, {
-      mode: 0o755,
-    });
+    await Deno.writeTextFile(
+      `${dir}/bin/scontrol`,
+      `#!/bin/bash\necho "$*" >> ${dir}/scontrol.log\n`,
+      {
+        mode: 0o755,
+      },
+    );
     const { plan } = await writeSlurm({
       ...BASE,
       grid: { methods: ["a", "b"], orders: ["MNIST"] },
@@ -267,7 +274,9 @@ Deno.test("USR1 before the time limit: the run is signalled, then the element re
     ]);
     assertEquals((await Deno.readTextFile(`${dir}/scontrol.log`)).trim(), "requeue 4242");
     // outside an array job the script refuses to guess
-    const plain = await bash([`${dir}/out/${plan.arrays[0].path}`], { PATH: Deno.env.get("PATH")! });
+    const plain = await bash([`${dir}/out/${plan.arrays[0].path}`], {
+      PATH: Deno.env.get("PATH")!,
+    });
     assert(plain.code !== 0 && plain.stderr.includes("not an array job"), plain.stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });

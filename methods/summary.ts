@@ -25,12 +25,7 @@ import {
   zeroShotScores,
 } from "./metrics.ts";
 import { svgToPng, xmlEscape } from "./plots.ts";
-import {
-  orderName,
-  type OrderName,
-  PUBLISHED_METHODS,
-  publishedScores,
-} from "./protocol.ts";
+import { type OrderName, orderName, PUBLISHED_METHODS, publishedScores } from "./protocol.ts";
 import type { SweepManifest } from "./sweep.ts";
 
 /** One line of the per-run comparison table. */
@@ -438,7 +433,17 @@ export function formatMeanStd(m: MeanStd): string {
 
 /** A sweep summary as text: one line per configuration, then the incomplete runs. */
 export function formatSweepTable(s: SweepSummary): string {
-  const head = ["method", "order", "lr", "seeds", "Transfer", "Avg", "Last", "BWT", "published T/A/L"];
+  const head = [
+    "method",
+    "order",
+    "lr",
+    "seeds",
+    "Transfer",
+    "Avg",
+    "Last",
+    "BWT",
+    "published T/A/L",
+  ];
   const body = s.groups.map((g) => [
     g.method,
     g.order,
@@ -462,7 +467,9 @@ export function formatSweepTable(s: SweepSummary): string {
   if (s.incomplete.length) {
     lines.push("", `incomplete (not averaged): ${s.incomplete.length}`);
     for (const r of s.incomplete) {
-      lines.push(`  ${r.dir}  ${r.method} order ${r.order} seed ${r.seed}: ${r.completed}/${r.tasks} tasks`);
+      lines.push(
+        `  ${r.dir}  ${r.method} order ${r.order} seed ${r.seed}: ${r.completed}/${r.tasks} tasks`,
+      );
     }
   }
   return lines.join("\n");
@@ -550,9 +557,11 @@ export function errorBarsSvg(s: SweepSummary, opts: ErrorBarsOptions = {}): stri
       const c = colors[gi % colors.length];
       if (Number.isFinite(ms.mean)) {
         out.push(
-          `<rect class="bar" x="${x + 1}" y="${y(ms.mean).toFixed(1)}" width="${barW - 2}" height="${
-            (y(lo) - y(ms.mean)).toFixed(1)
-          }" fill="${c}"><title>${xmlEscape(`${g.label} ${name}: ${formatMeanStd(ms)}`)}</title></rect>`,
+          `<rect class="bar" x="${x + 1}" y="${y(ms.mean).toFixed(1)}" width="${
+            barW - 2
+          }" height="${(y(lo) - y(ms.mean)).toFixed(1)}" fill="${c}"><title>${
+            xmlEscape(`${g.label} ${name}: ${formatMeanStd(ms)}`)
+          }</title></rect>`,
         );
       }
       if (Number.isFinite(ms.std)) {
@@ -573,7 +582,9 @@ export function errorBarsSvg(s: SweepSummary, opts: ErrorBarsOptions = {}): stri
       }
     });
     out.push(
-      `<text x="${gx + (n * barW) / 2}" y="${top + plotH + 18}" text-anchor="middle" font-weight="bold">${name}</text>`,
+      `<text x="${gx + (n * barW) / 2}" y="${
+        top + plotH + 18
+      }" text-anchor="middle" font-weight="bold">${name}</text>`,
     );
   });
   out.push(
@@ -584,7 +595,11 @@ export function errorBarsSvg(s: SweepSummary, opts: ErrorBarsOptions = {}): stri
     out.push(
       `<rect x="${left}" y="${ly}" width="12" height="12" fill="${colors[gi % colors.length]}"/>`,
       `<text x="${left + 18}" y="${ly + 10}">${
-        xmlEscape(`${g.label} (n=${g.seeds.length})${g.published ? `  ◆ published ${g.published.method}` : ""}`)
+        xmlEscape(
+          `${g.label} (n=${g.seeds.length})${
+            g.published ? `  ◆ published ${g.published.method}` : ""
+          }`,
+        )
       }</text>`,
     );
   });

@@ -109,7 +109,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 export function validateGrid(g: SweepGrid): void {
   if (typeof g !== "object" || g === null) bad("the grid must be an object");
   if (!Array.isArray(g.methods) || g.methods.length === 0) {
-    bad("no method given (--method/--methods or \"methods\" in the grid file)");
+    bad('no method given (--method/--methods or "methods" in the grid file)');
   }
   for (const m of g.methods) {
     if (typeof m !== "string" || !NAME_RE.test(m)) {
@@ -118,7 +118,7 @@ export function validateGrid(g: SweepGrid): void {
   }
   if (new Set(g.methods).size !== g.methods.length) bad("a method appears twice");
   if (!Array.isArray(g.orders) || g.orders.length === 0) {
-    bad("no order given (--order or \"orders\" in the grid file)");
+    bad('no order given (--order or "orders" in the grid file)');
   }
   let len = -1;
   for (const o of g.orders) {
@@ -176,7 +176,9 @@ export function parseGrid(text: string, source = "grid"): SweepGrid {
     throw new Error(`${source}: not JSON (${(e as Error).message})`);
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new Error(`${source}: expected an object {methods, orders, seeds, lrs, args, methodArgs}`);
+    throw new Error(
+      `${source}: expected an object {methods, orders, seeds, lrs, args, methodArgs}`,
+    );
   }
   const known = new Set(["methods", "orders", "seeds", "lrs", "args", "methodArgs"]);
   for (const k of Object.keys(json)) {
@@ -282,9 +284,9 @@ export function renderRunCase(
       runArgv(r, position, command).map(shellQuote).join(" ")
     }) ;;`
   );
-  return `case "$${variable}" in\n${lines.join("\n")}\n  *) echo "[mtil] no grid element $${variable} (0-${
-    runs.length - 1
-  })" >&2; exit 2 ;;\nesac`;
+  return `case "$${variable}" in\n${
+    lines.join("\n")
+  }\n  *) echo "[mtil] no grid element $${variable} (0-${runs.length - 1})" >&2; exit 2 ;;\nesac`;
 }
 
 /** The sweep manifest (`sweep.json`) written beside the scripts and into the runs' root. */

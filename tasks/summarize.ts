@@ -30,8 +30,8 @@ export {
   findMatrices,
   formatTable,
   publishedRows,
-  type SummaryRow,
   summarizeFiles,
+  type SummaryRow,
 } from "../methods/summary.ts";
 
 const USAGE = `usage: deno task summarize DIR|FILE... [--published] [--order I|II] [--json]
