@@ -4,7 +4,8 @@
  * {@linkcode expandGrid}), the run folders on a PersistentVolumeClaim so that a pod that is
  * evicted, preempted or rescheduled resumes from its checkpoint: the sequence command saves its
  * state on SIGTERM (sent `terminationGracePeriodSeconds` before the kill) and a replacement pod of
- * the same index reruns the same crash-safe command. Disruptions do not count as failures
+ * the same index reruns the same crash-safe command (a run stopped before its task finished makes
+ * the pod fail, so the index is not counted as done). Disruptions do not count as failures
  * (`podFailurePolicy` ignores `DisruptionTarget`); a run whose previous task position did not
  * finish fails its index at once (exit 42, `FailIndex`), the other runs go on
  * (`backoffLimitPerIndex`, Kubernetes ≥ 1.29).
@@ -35,6 +36,7 @@ import {
   type SweepRun,
   writeGenerated,
 } from "./sweep.ts";
+import { taskCheckpointPath } from "./sequence.ts";
 
 /** The default per-task command in a pod: `deno run` directly, so the run itself gets SIGTERM. */
 export const DEFAULT_K8S_COMMAND: readonly string[] = Object.freeze([
@@ -157,22 +159,27 @@ function validate(o: K8sOptions): void {
   }
 }
 
-/** The pod's shell script at task position `p` (0-based). */
+/**
+ * The pod's shell script at task position `p` (0-based). The run is a child of the script (bash,
+ * PID 1), which forwards SIGTERM/SIGINT to it; with the default command, a run that exits 0 without
+ * its task's checkpoint (stopped by a signal, state saved) makes the pod fail (143), so the
+ * `DisruptionTarget` rule lets a replacement pod resume it instead of the index counting as done.
+ */
 export function podScript(o: K8sOptions, runs: SweepRun[], p: number): string {
   const cmd = o.command ?? DEFAULT_K8S_COMMAND;
-  const prevCheck = p === 0 ? "" : `PREV=${shellQuote("")}
-case "$I" in
-${
-    runs.map((r) =>
-      `  ${r.index}) PREV=${
-        shellQuote(`${r.saveDir}/${r.tasks[p - 1].replaceAll("/", "_")}.safetensors`)
-      } ;;`
-    ).join("\n")
-  }
-esac
-if [ ! -e "$PREV" ]; then
+  const ckpt = (r: SweepRun, k: number) => shellQuote(taskCheckpointPath(r.saveDir, r.tasks[k]));
+  const files = (k: number, v: string) =>
+    `case "$I" in\n${runs.map((r) => `  ${r.index}) ${v}=${ckpt(r, k)} ;;`).join("\n")}\nesac\n`;
+  const prevCheck = p === 0 ? "" : `${files(p - 1, "PREV")}if [ ! -e "$PREV" ]; then
   echo "[mtil] run $I: task position ${p} did not finish ($PREV missing); failing this index" >&2
   exit ${PREVIOUS_NOT_DONE}
+fi
+`;
+  const doneCheck = o.command
+    ? ""
+    : `${files(p, "DONE")}if [ "$rc" -eq 0 ] && [ ! -e "$DONE" ]; then
+  echo "[mtil] run $I stopped before $TASK finished (state saved); a new pod resumes it" >&2
+  exit 143
 fi
 `;
   return `set -uo pipefail
@@ -183,7 +190,13 @@ ${prevCheck}${
   }echo "[mtil] $(date -Is) pod $(hostname): run $I $RUN, task ${p + 1}/${
     runs[0].tasks.length
   } $TASK"
-exec "\${ARGV[@]}"
+"\${ARGV[@]}" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+wait "$child"
+rc=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+${doneCheck}exit $rc
 `;
 }
 

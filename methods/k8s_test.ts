@@ -67,7 +67,7 @@ Deno.test("k8s: one Indexed Job per task position; the YAML parses back to the i
     }]);
     const script: string = c.command[2];
     assert(script.includes("I=${JOB_COMPLETION_INDEX:?"), script);
-    assert(script.includes('exec "${ARGV[@]}"'), script);
+    assert(script.includes('"${ARGV[@]}" &'), script);
     const task = j.position === 1 ? "Synth-shape" : "Synth-colour";
     assert(
       script.includes(
@@ -77,7 +77,9 @@ Deno.test("k8s: one Indexed Job per task position; the YAML parses back to the i
       ),
       script,
     );
-    assertEquals(script.includes("Synth-shape.safetensors"), j.position === 2);
+    const ck = (t: string) => `/runs/demo/order-custom/ZSCL/seed2/${t}.safetensors`;
+    assertEquals(script.includes(`4) PREV=${ck("Synth-shape")} ;;`), j.position === 2);
+    assert(script.includes(`4) DONE=${ck(task)} ;;`), script);
   }
   const manifest = JSON.parse(plan.manifest);
   assertEquals(manifest.saveRoot, "/runs/demo");
@@ -133,6 +135,50 @@ Deno.test("k8s: the pod script picks its run from JOB_COMPLETION_INDEX and fails
     assertEquals(ok.code, 0, ok.err);
     assert(ok.out.includes("4 ZSCL 2 Synth-colour"), ok.out);
     assertEquals((await pod(1, 6)).code, 2, "no grid element 6");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("k8s: SIGTERM reaches the run; a run stopped before its checkpoint fails the pod (143) so it is replaced", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "k8s_term_" });
+  try {
+    // a stand-in `deno`: on TERM it "saves state" and exits 0 (as the sequence does); with
+    // FINISH set it writes the task's checkpoint and exits 0 at once
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.writeTextFile(
+      `${dir}/bin/deno`,
+      `#!/bin/bash\nsave=""; task=""\nwhile (( $# )); do case "$1" in --save) save=$2;; ` +
+        `--stop-after) task=$2;; esac; shift; done\nmkdir -p "$save"\n` +
+        `if [ -n "\${FINISH:-}" ]; then : > "$save/$task.safetensors"; exit 0; fi\n` +
+        `trap 'echo saved > "$save/state"; exit 0' TERM\necho started > "$save/state"\n` +
+        `for i in $(seq 1 200); do sleep 0.05; done\n`,
+      { mode: 0o755 },
+    );
+    const plan = planK8s({ ...BASE, mountPath: dir });
+    const script = (plan.jobs[0].manifest as Obj).spec.template.spec.containers[0].command[2];
+    const save = plan.runs[1].saveDir;
+    const env = { JOB_COMPLETION_INDEX: "1", PATH: `${dir}/bin:${Deno.env.get("PATH")}` };
+    const done = await new Deno.Command("bash", {
+      args: ["-c", script],
+      env: { ...env, FINISH: "1" },
+      stderr: "piped",
+    }).output();
+    assertEquals(done.code, 0, new TextDecoder().decode(done.stderr));
+    await Deno.remove(`${save}/Synth-shape.safetensors`);
+    const child = new Deno.Command("bash", { args: ["-c", script], env, stderr: "piped" }).spawn();
+    for (let i = 0; i < 100; i++) {
+      if (
+        await Deno.readTextFile(`${save}/state`).then((t) => t.includes("started"), () => false)
+      ) {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill("SIGTERM");
+    const out = await child.output();
+    assertEquals(out.code, 143, new TextDecoder().decode(out.stderr));
+    assertEquals((await Deno.readTextFile(`${save}/state`)).trim(), "saved");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

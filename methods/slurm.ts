@@ -144,6 +144,8 @@ function validate(o: SlurmOptions): void {
   for (const p of [o.workDir, o.outDir, o.saveRoot]) {
     if (!p.startsWith("/")) bad(`path "${p}" must be absolute`);
   }
+  // the scripts' folder appears unquoted in #SBATCH --output (SLURM does not unquote)
+  if (/[\s%"'\\]/.test(o.outDir)) bad(`--out "${o.outDir}": no spaces, quotes, % or \\ in it`);
 }
 
 /** The `--array` value: `0-(N-1)` capped with `%K`. */

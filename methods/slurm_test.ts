@@ -142,6 +142,7 @@ Deno.test("--gpus 0 or absent-but-zero writes no --gres; empty mem writes no --m
   assertThrows(() => planSlurm({ ...BASE, arrayLimit: 0 }), "--array-limit");
   assertThrows(() => planSlurm({ ...BASE, signalSeconds: 5 }), "signalSeconds");
   assertThrows(() => planSlurm({ ...BASE, workDir: "repo" }), "absolute");
+  assertThrows(() => planSlurm({ ...BASE, outDir: "/tmp/my dir" }), "no spaces");
 });
 
 async function fakeSbatch(dir: string): Promise<Record<string, string>> {
