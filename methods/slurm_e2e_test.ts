@@ -20,11 +20,16 @@ if (!Deno.env.get("SLURM_CONF")) {
 async function sh(
   cmd: string,
   args: string[],
-  opts: { cwd?: string } = {},
+  opts: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<{ code: number; out: string; err: string }> {
   try {
-    const o = await new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" })
-      .output();
+    const o = await new Deno.Command(cmd, {
+      args,
+      cwd: opts.cwd,
+      stdout: "piped",
+      stderr: "piped",
+      signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
+    }).output();
     return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
   } catch (e) {
     return { code: 127, out: "", err: (e as Error).message };
@@ -33,7 +38,12 @@ async function sh(
 
 /** Why SLURM cannot be used here, or "" when it can; and the default partition. */
 async function probe(): Promise<{ why: string; partition: string }> {
-  const s = await sh("sinfo", ["-h", "-o", "%P %T"]);
+  // without a config file the SLURM commands retry for 60 s: look first
+  const conf = Deno.env.get("SLURM_CONF") ?? "/etc/slurm/slurm.conf";
+  if (!(await Deno.stat(conf).then((i) => i.isFile, () => false))) {
+    return { why: `no SLURM configuration at ${conf}`, partition: "" };
+  }
+  const s = await sh("sinfo", ["-h", "-o", "%P %T"], { timeoutMs: 20_000 });
   if (s.code !== 0) {
     return { why: `sinfo failed: ${(s.err || s.out).trim().split("\n")[0]}`, partition: "" };
   }
@@ -42,7 +52,7 @@ async function probe(): Promise<{ why: string; partition: string }> {
   if (!usable) {
     return { why: `no usable node (sinfo: ${lines.join("; ") || "empty"})`, partition: "" };
   }
-  const q = await sh("squeue", ["-h"]);
+  const q = await sh("squeue", ["-h"], { timeoutMs: 20_000 });
   if (q.code !== 0) return { why: `squeue failed: ${q.err.trim()}`, partition: "" };
   const def = lines.find((l) => l.split(" ")[0].endsWith("*")) ?? usable;
   return { why: "", partition: def.split(" ")[0].replace(/\*$/, "") };
