@@ -517,7 +517,7 @@ export interface ErrorBarsOptions {
 
 /**
  * Grouped vertical bars with error bars (±1 std) as SVG: one group per metric (Transfer, Avg,
- * Last), one bar per configuration; a black diamond marks a published value.
+ * Last), one bar per configuration; a hollow diamond marks a published value.
  */
 export function errorBarsSvg(s: SweepSummary, opts: ErrorBarsOptions = {}): string {
   const metrics = [["transfer", "Transfer"], ["avg", "Avg"], ["last", "Last"]] as const;
@@ -577,7 +577,9 @@ export function errorBarsSvg(s: SweepSummary, opts: ErrorBarsOptions = {}): stri
       if (p !== undefined) {
         const cx = x + barW / 2, cy = y(p);
         out.push(
-          `<path class="published" d="M${cx} ${cy - 5}l5 5l-5 5l-5 -5z" fill="#000000"/>`,
+          `<path class="published" d="M${cx} ${
+            cy - 6
+          }l6 6l-6 6l-6 -6z" fill="none" stroke="#000000" stroke-width="1.5"/>`,
         );
       }
     });
@@ -597,7 +599,7 @@ export function errorBarsSvg(s: SweepSummary, opts: ErrorBarsOptions = {}): stri
       `<text x="${left + 18}" y="${ly + 10}">${
         xmlEscape(
           `${g.label} (n=${g.seeds.length})${
-            g.published ? `  ◆ published ${g.published.method}` : ""
+            g.published ? `  ◇ published ${g.published.method}` : ""
           }`,
         )
       }</text>`,
