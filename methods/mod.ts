@@ -20,6 +20,9 @@ export {
 export * from "./plots.ts";
 export * from "./protocol.ts";
 export * from "./slurm.ts";
+export * from "./sweep.ts";
+export * from "./summary.ts";
+export * from "./k8s.ts";
 export * from "./adamw.ts";
 export * from "./schedule.ts";
 export * from "./losses.ts";

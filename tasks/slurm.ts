@@ -1,28 +1,44 @@
 /**
- * `deno task slurm --order I --method ZSCL --partition P --time 12:00:00 --gpus 1
- *   [--methods a,b] [--seeds 1,2] [--out DIR] [--save-root DIR] [--cpus 4] [--mem 32G]
- *   [--account A] [--qos Q] [--setup "module load cuda"] [--command "deno task sequence …"]
- *   [-- extra sequence flags…]`
+ * `deno task slurm --order I [--order II] --methods finetune,ZSCL --seeds 1,2,3 [--lrs a,b]
+ *   --partition P --time 12:00:00 [--gpus 1] [--array-limit K] [--dry-run] [-- sequence flags…]`
+ * or `deno task slurm --grid sweep.json --partition P --time T …`
  *
- * Writes one sbatch script per task, chained with `afterok`, with a resume path on time-out
- * (`USR1` 60 s before the limit → checkpoint → `scontrol requeue`), plus `submit.sh`. Several
- * methods or seeds become independent chains.
+ * Writes one SLURM array job per task position (array element i = run i of the grid), chained
+ * element by element with `aftercorr`, with a resume path on time-out (`USR1` before the limit →
+ * checkpoint → `scontrol requeue`), plus `submit.sh` and `sweep.json`. The logic is
+ * {@linkcode writeSlurm} in `methods/slurm.ts`.
  *
  * @module
  */
-import { requireNumberFlag } from "../methods/flags.ts";
 import { parseArgs } from "./cli.ts";
-import { DEFAULT_SEQUENCE_COMMAND, writeSlurm } from "../methods/slurm.ts";
+import {
+  DEFAULT_SEQUENCE_COMMAND,
+  describeSlurmPlan,
+  planSlurm,
+  type SlurmOptions,
+  writeSlurm,
+} from "../methods/slurm.ts";
+import { parseGrid, type SweepGrid } from "../methods/sweep.ts";
 
-const USAGE = `usage: deno task slurm --order I|II|A,B,… --method M [--methods a,b] [--seeds 1,2]
+const USAGE = `usage: deno task slurm (--order I|II|A,B,… [--order …] --method M [--methods a,b]
+                        [--seeds 1,2] [--lrs 1e-5,5e-6] | --grid FILE.json)
                        --partition P --time T [--gpus 1] [--cpus 4] [--mem 32G]
-                       [--account A] [--qos Q] [--out DIR] [--save-root DIR]
-                       [--setup LINE]... [--command "ARGV with {order} {method} {seed} {save} {task}"]
-                       [-- extra flags for every sequence command]
+                       [--account A] [--qos Q] [--array-limit K] [--name NAME]
+                       [--out DIR] [--save-root DIR] [--setup LINE]... [--signal-seconds 60]
+                       [--command "ARGV with {order} {method} {seed} {save} {task}"]
+                       [--dry-run] [-- extra flags for every sequence command]
 
-Writes DIR/<chain>/NN-<Task>.sbatch (chained with afterok), DIR/submit.sh and DIR/chains.json.
-Default DIR: runs/slurm/order-<order>; runs save to <save-root>/order-<order>/<method>/seed<seed>.
-Then: bash DIR/submit.sh   (or: bash DIR/submit.sh FROM_TASK [CHAIN] to restart a chain)
+A sweep is methods × orders × lrs × seeds; run i of the grid is array element i of each of the
+per-task-position array jobs DIR/task-NN.sbatch, chained element by element (aftercorr).
+  --grid FILE     {"methods": [...], "orders": [...], "seeds": [...], "lrs": [...],
+                   "args": [...], "methodArgs": {"ZSCL": [...]}} instead of the grid flags
+  --lrs           values for --lr-per-task (default: the sequence's own rates)
+  --gpus 0|none   a CPU cluster: no --gres line (default 1: --gres=gpu:1)
+  --array-limit K at most K runs of one array at once (--array=0-N%K)
+  --dry-run       print the grid and the sbatch commands; write nothing
+Default DIR: runs/slurm/<name>; runs save to <save-root>/order-<o>/<method>[/lr-<lr>]/seed<s>
+(default save-root runs/<name>; name default "sweep"). Then: bash DIR/submit.sh
+(restart: bash DIR/submit.sh --from TASK [--only I,J]).
 Default command: ${DEFAULT_SEQUENCE_COMMAND.join(" ")}`;
 
 function list(s: string | undefined): string[] {
@@ -30,7 +46,13 @@ function list(s: string | undefined): string[] {
 }
 
 function abs(p: string): string {
-  return p.startsWith("/") ? p : `${Deno.cwd()}/${p}`.replace(/\/\.\//g, "/").replace(/\/$/, "");
+  return p.startsWith("/") ? p : `${Deno.cwd()}/${p}`.replace(/\/\.\//g, "/").replace(/\/+$/, "");
+}
+
+function int(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v.trim())) throw new Error(`--${flag} "${v}": expected a whole number`);
+  return Number(v);
 }
 
 /** Entry point (exported for tests); returns the exit code. */
@@ -43,10 +65,12 @@ export async function main(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: own,
       options: {
-        order: { type: "string" },
+        order: { type: "string", multiple: true },
         method: { type: "string" },
         methods: { type: "string" },
-        seeds: { type: "string", default: "1" },
+        seeds: { type: "string" },
+        lrs: { type: "string" },
+        grid: { type: "string" },
         partition: { type: "string" },
         time: { type: "string" },
         gpus: { type: "string", default: "1" },
@@ -54,10 +78,14 @@ export async function main(argv: string[]): Promise<number> {
         mem: { type: "string", default: "32G" },
         account: { type: "string" },
         qos: { type: "string" },
+        "array-limit": { type: "string" },
+        name: { type: "string", default: "sweep" },
         out: { type: "string" },
-        "save-root": { type: "string", default: "runs" },
+        "save-root": { type: "string" },
         setup: { type: "string", multiple: true },
+        "signal-seconds": { type: "string" },
         command: { type: "string" },
+        "dry-run": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -70,51 +98,80 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const methods = [...list(values.method), ...list(values.methods)];
-  const missing = [
-    !values.order && "--order",
-    methods.length === 0 && "--method/--methods",
-    !values.partition && "--partition",
-    !values.time && "--time",
-  ].filter(Boolean);
-  if (missing.length) {
-    console.error(`missing ${missing.join(", ")}\n\n${USAGE}`);
-    return 2;
-  }
-  let seeds: number[], gpus: number, cpus: number;
+  const methods = [...new Set([...list(values.method), ...list(values.methods)])];
+  let grid: SweepGrid;
   try {
-    seeds = list(values.seeds).map((s) => requireNumberFlag("seeds", s, { integer: true, min: 0 }));
-    gpus = requireNumberFlag("gpus", values.gpus, { integer: true, min: 0 });
-    cpus = requireNumberFlag("cpus", values.cpus, { integer: true, min: 1 });
+    if (values.grid) {
+      const clash = ["order", "method", "methods", "seeds", "lrs"].filter((k) =>
+        (values as Record<string, unknown>)[k] !== undefined
+      );
+      if (clash.length) {
+        throw new Error(`--grid describes the grid: drop --${clash.join(", --")}`);
+      }
+      let text: string;
+      try {
+        text = await Deno.readTextFile(values.grid);
+      } catch (e) {
+        throw new Error(`--grid ${values.grid}: ${(e as Error).message}`);
+      }
+      grid = parseGrid(text, values.grid);
+      if (extraArgs.length) grid = { ...grid, args: [...(grid.args ?? []), ...extraArgs] };
+    } else {
+      const missing = [
+        !values.order?.length && "--order",
+        methods.length === 0 && "--method/--methods",
+      ].filter(Boolean);
+      if (missing.length) throw new Error(`missing ${missing.join(", ")} (or --grid FILE)`);
+      const seeds = list(values.seeds ?? "1").map((s) => {
+        if (!/^\d+$/.test(s)) throw new Error(`--seeds: "${s}" is not a whole number`);
+        return Number(s);
+      });
+      grid = {
+        methods,
+        orders: values.order!,
+        seeds,
+        ...(values.lrs ? { lrs: list(values.lrs) } : {}),
+        args: extraArgs,
+      };
+    }
+    const missing = [!values.partition && "--partition", !values.time && "--time"].filter(
+      Boolean,
+    );
+    if (missing.length) throw new Error(`missing ${missing.join(", ")}`);
   } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
+    console.error(`${(e as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  const label = /^(i|ii)$/i.test(values.order!) ? values.order!.toUpperCase() : "custom";
   try {
-    const { chains, files } = await writeSlurm({
-      order: values.order!,
-      methods: [...new Set(methods)],
-      seeds,
+    const name = values.name!;
+    const opts: SlurmOptions = {
+      grid,
+      name,
       partition: values.partition!,
       time: values.time!,
-      gpus,
-      cpus,
+      gpus: values.gpus === "none" ? 0 : int("gpus", values.gpus),
+      cpus: int("cpus", values.cpus),
       mem: values.mem,
       account: values.account,
       qos: values.qos,
+      arrayLimit: int("array-limit", values["array-limit"]),
+      signalSeconds: int("signal-seconds", values["signal-seconds"]),
       workDir: Deno.cwd(),
-      outDir: abs(values.out ?? `runs/slurm/order-${label}`),
-      saveRoot: abs(values["save-root"]!),
-      extraArgs,
+      outDir: abs(values.out ?? `runs/slurm/${name}`),
+      saveRoot: abs(values["save-root"] ?? `runs/${name}`),
       command: values.command ? values.command.trim().split(/\s+/) : undefined,
       setup: values.setup,
-    });
+    };
+    if (values["dry-run"]) {
+      console.log(describeSlurmPlan(opts, planSlurm(opts)));
+      console.log("\n(dry run: nothing written)");
+      return 0;
+    }
+    const { plan, files } = await writeSlurm(opts);
     const submit = files.find((f) => f.endsWith("/submit.sh"));
     console.log(
-      `wrote ${chains.length} chain(s) × ${chains[0].scripts.length} task(s): ${
-        chains.map((c) => c.name).join(", ")
-      }\nsubmit with: bash ${submit}`,
+      `wrote ${plan.arrays.length} array job(s) × ${plan.runs.length} run(s) (--array=${plan.array}) ` +
+        `to ${opts.outDir}\nsubmit with: bash ${submit}`,
     );
     return 0;
   } catch (e) {
