@@ -4,7 +4,8 @@
  * - a **parameter selection** (`trainMode`, `freeze`: see `params.ts`),
  * - **loss terms** and **hooks**, each a {@link TrainPart} (`init`, `prepare`, `loss`,
  *   `afterStep`, `end`, plus state for resume),
- * - the **optimizer** ({@link AdamW}) with a learning-rate schedule.
+ * - the **optimizer** ({@link AdamW} by default, any {@link Optimizer} such as `Sgd` through
+ *   `options.optimizer`) with a learning-rate schedule.
  *
  * A method (`finetune`, `lwf`, `ZSCL`, `icarl`, …) is a preset: a function that builds the parts
  * from the options. Third parties add a method with {@link registerMethod} without touching the
@@ -20,6 +21,7 @@ import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
+import type { Optimizer } from "./sgd.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
 import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
@@ -151,6 +153,16 @@ export interface TrainOptions {
   warmupLength?: number;
   /** Custom schedule instead of the warm-up cosine. */
   schedule?: LrSchedule;
+  /**
+   * Builds the schedule from the base `lr` and the run's total steps, when `schedule` is not
+   * given (e.g. `cosineNoWarmupLr` for DIKI). Default: the warm-up cosine.
+   */
+  scheduleFor?: (baseLr: number, totalSteps: number) => LrSchedule;
+  /**
+   * The optimizer (default: a new {@link AdamW} from `lr`, `weightDecay`, `beta2`). The run owns
+   * it: {@link disposeRun} frees its state. Its `lr` is set by the schedule before every step.
+   */
+  optimizer?: Optimizer;
   /** Train mode (default `whole`). */
   trainMode?: TrainMode;
   /** Freeze embeddings and projections. */
@@ -216,7 +228,7 @@ export interface TrainRun {
   /** Model parameters plus the linear head (when the mode uses one). */
   params: Map<string, tf.Variable>;
   /** The optimizer. */
-  optimizer: AdamW;
+  optimizer: Optimizer;
   /** Total number of steps of the schedule. */
   totalSteps: number;
   /**
@@ -240,12 +252,29 @@ export interface TrainResult {
   finished: boolean;
 }
 
-/** A method preset: parts built from the options of a run. */
+/**
+ * What a method preset may return instead of a bare list of parts: the parts plus training
+ * options the method fixes (e.g. DIKI: its SGD optimizer and schedule, the pools as
+ * `extraParams` with `onlyExtra`). These override the caller's options of the same name.
+ */
+export interface MethodSetup {
+  /** The method's parts (the caller's `options.parts` are appended). */
+  parts: TrainPart[];
+  /** Options the method sets for the run. */
+  options?: Partial<
+    Pick<
+      TrainOptions,
+      "optimizer" | "schedule" | "scheduleFor" | "extraParams" | "onlyExtra" | "finalStep" | "lr" | "trainMode"
+    >
+  >;
+}
+
+/** A method preset: parts (or a {@link MethodSetup}) built from the options of a run. */
 export type MethodPreset = (
   model: ClipModel,
   task: TrainTask,
   options: Record<string, unknown>,
-) => TrainPart[] | Promise<TrainPart[]>;
+) => TrainPart[] | MethodSetup | Promise<TrainPart[] | MethodSetup>;
 
 const METHODS = new Map<string, MethodPreset>();
 
@@ -286,14 +315,20 @@ export function totalSteps(options: TrainOptions, task: TrainTask): number {
 export async function createRun(
   model: ClipModel,
   task: TrainTask,
-  options: TrainOptions,
+  callerOptions: TrainOptions,
 ): Promise<TrainRun> {
-  const mode = options.trainMode ?? "whole";
-  const params = new Map(model.params);
+  let options = callerOptions;
   const parts: TrainPart[] = [];
   if (options.method) {
-    parts.push(...await getMethod(options.method)(model, task, options.methodOptions ?? {}));
+    const setup = await getMethod(options.method)(model, task, options.methodOptions ?? {});
+    if (Array.isArray(setup)) parts.push(...setup);
+    else {
+      parts.push(...setup.parts);
+      options = { ...options, ...setup.options };
+    }
   }
+  const mode = options.trainMode ?? "whole";
+  const params = new Map(model.params);
   parts.push(...(options.parts ?? []));
   const names = new Set<string>();
   for (const p of parts) {
@@ -328,7 +363,7 @@ export async function createRun(
     options,
     trainable,
     params,
-    optimizer: new AdamW({
+    optimizer: options.optimizer ?? new AdamW({
       lr: options.lr ?? 1e-3,
       weightDecay: options.weightDecay ?? 0,
       beta2: options.beta2 ?? 0.999,
@@ -378,8 +413,9 @@ export function l2NormF64(t: tf.Tensor): number {
 
 /** Run one optimizer step; returns its record. */
 export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
-  const schedule = run.options.schedule ??
-    cosineLr(run.options.lr ?? 1e-3, run.options.warmupLength ?? 100, run.totalSteps);
+  const o = run.options;
+  const schedule = o.schedule ?? o.scheduleFor?.(o.lr ?? 1e-3, run.totalSteps) ??
+    cosineLr(o.lr ?? 1e-3, o.warmupLength ?? 100, run.totalSteps);
   const lr = schedule(step);
   run.optimizer.lr = lr;
   const batch = await run.task.batch(step);
