@@ -94,7 +94,11 @@ export class Sgd implements Optimizer {
   getState(): OptimizerState {
     const expAvg: StateDict = new Map();
     for (const [k, t] of this.#buf) {
-      expAvg.set(k, { shape: t.shape.slice(), dtype: "float32", data: t.dataSync() as Float32Array });
+      expAvg.set(k, {
+        shape: t.shape.slice(),
+        dtype: "float32",
+        data: t.dataSync() as Float32Array,
+      });
     }
     return { expAvg, expAvgSq: new Map(), steps: Object.fromEntries(this.#steps) };
   }

@@ -264,7 +264,14 @@ export interface MethodSetup {
   options?: Partial<
     Pick<
       TrainOptions,
-      "optimizer" | "schedule" | "scheduleFor" | "extraParams" | "onlyExtra" | "finalStep" | "lr" | "trainMode"
+      | "optimizer"
+      | "schedule"
+      | "scheduleFor"
+      | "extraParams"
+      | "onlyExtra"
+      | "finalStep"
+      | "lr"
+      | "trainMode"
     >
   >;
 }
