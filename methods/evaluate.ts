@@ -58,6 +58,12 @@ export interface EvaluateOptions {
   workers?: number;
   /** Called after each batch with (images done, total). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * A method's own classifier (e.g. DIKI's task-id-free path, `Diki.predictor`): logits `[n, C]`
+   * of a batch of preprocessed NHWC images (not disposed by it), in the dataset's class order.
+   * When given, no zero-shot head is built and `head`, `templates`, `tokenizer` are unused.
+   */
+  predict?: (images: tf.Tensor4D) => tf.Tensor2D | Promise<tf.Tensor2D>;
 }
 
 /** Count top-1 / top-k hits of logits `[n, C]` against labels. */
@@ -82,7 +88,8 @@ export async function evaluateDataset(
 ): Promise<EvalResult> {
   const prev = model.training;
   model.training = false;
-  const head = options.head ??
+  const predict = options.predict;
+  const head = predict ? undefined : options.head ??
     await zeroShotHead(model, dataset.classnames, options.templates ?? dataset.templates, {
       tokenizer: options.tokenizer,
     });
@@ -98,11 +105,18 @@ export async function evaluateDataset(
     ) {
       const labels = b.labels.dataSync();
       const take = Math.min(labels.length, total - n);
-      const logits = tf.tidy(() => {
+      let logits: tf.Tensor2D;
+      if (predict) {
         const imgs = take < labels.length ? b.images.slice(0, take) : b.images;
-        const f = normalizeRows(model.encodeImage(imgs as tf.Tensor4D));
-        return tf.matMul(f, head).mul(100) as tf.Tensor2D;
-      });
+        logits = await predict(imgs as tf.Tensor4D);
+        if (imgs !== b.images) imgs.dispose();
+      } else {
+        logits = tf.tidy(() => {
+          const imgs = take < labels.length ? b.images.slice(0, take) : b.images;
+          const f = normalizeRows(model.encodeImage(imgs as tf.Tensor4D));
+          return tf.matMul(f, head!).mul(100) as tf.Tensor2D;
+        });
+      }
       b.images.dispose();
       b.labels.dispose();
       const [a, c] = topkHits(logits, labels.slice(0, take));
@@ -114,7 +128,7 @@ export async function evaluateDataset(
       if (n >= total) break;
     }
   } finally {
-    if (!options.head) head.dispose();
+    if (!options.head) head?.dispose();
     model.training = prev;
   }
   if (n === 0) throw new Error(`${dataset.name}: no images to evaluate`);
