@@ -80,7 +80,7 @@ export const DIKI_RECIPE: Readonly<
 };
 
 /** Options of {@link Diki.classify}. */
-export interface ClassifyOptions {
+export interface DikiClassifyOptions {
   /** Use this task's prefixes with weight 1 (task id known) instead of selecting a task. */
   taskId?: number;
 }
@@ -231,7 +231,7 @@ export class Diki {
   classify(
     images: tf.Tensor4D,
     textTokens: tf.Tensor2D,
-    options: ClassifyOptions = {},
+    options: DikiClassifyOptions = {},
   ): DikiInference {
     const model = this.model;
     let selection: TaskSelection | undefined;
@@ -268,7 +268,7 @@ export class Diki {
    * task each batch used (the task-vote accuracy of a dataset is the share of its images in
    * batches that used its own task).
    */
-  predictor(textTokens: tf.Tensor2D, options: ClassifyOptions = {}): DikiPredictor {
+  predictor(textTokens: tf.Tensor2D, options: DikiClassifyOptions = {}): DikiPredictor {
     const stats = { images: 0, imagesPerTask: new Array(this.options.tasks).fill(0) };
     return {
       stats,

@@ -60,12 +60,17 @@ export function textPoolName(i: number): string {
   return `text_encoder.transformer.resblocks.${i}.attn.prefix_pool`;
 }
 
-interface PoolSlot {
+/** One block with a pool. */
+export interface PoolSlot {
+  /** Reference name of the pool (`…attn.prefix_pool`). */
   name: string;
   /** Attention module path in the CLIP model. */
   path: string;
+  /** Which tower. */
   tower: "vision" | "text";
+  /** Prefix length. */
   prefixLen: number;
+  /** The tower's width. */
   width: number;
 }
 
