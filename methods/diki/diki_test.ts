@@ -21,6 +21,8 @@ import {
   Diki,
   diki,
   dikiOf,
+  dikiPrompts,
+  evaluateDiki,
   fitGaussian,
   loadDiki,
   loadDikiInto,
@@ -485,6 +487,28 @@ Deno.test("DIKI inference: zero-shot before any task; known vs free; predictor i
     limit: 3,
   });
   assertEquals(lim.n, 3);
+  // evaluateDiki: the dataset's first template, '_' → ' ', and the vote accuracy
+  const seen: string[][] = [];
+  model.tokenizer = {
+    tokenize: (texts) => {
+      seen.push(texts);
+      return tokens(texts.length);
+    },
+  };
+  const ev = await evaluateDiki(d, {
+    ...ds,
+    classnames: ["a_b", "c", "d"],
+    templates: ["x {}.", "y {}"],
+  }, {
+    batchSize: 5,
+    expectedTask: 1,
+  });
+  assertEquals(seen, [["x a b.", "x c.", "x d."]]);
+  assertEquals(ev.n, 5);
+  assertEquals(ev.voteAccuracy, ev.imagesPerTask[1] === 5 ? 100 : 0);
+  assertEquals(dikiPrompts(["sea_or_lake"], "a centered satellite photo of {}."), [
+    "a centered satellite photo of sea or lake.",
+  ]);
   assertEquals(tf.memory().numTensors, start);
   tf.dispose([zs.logitsPerImage, zs.logitsPerText, r0.logits, r0.imageFeatures, r0.textFeatures]);
   d.dispose();

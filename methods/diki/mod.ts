@@ -11,3 +11,4 @@ export * from "./gaussian.ts";
 export * from "./select.ts";
 export * from "./io.ts";
 export * from "./preset.ts";
+export * from "./evaluate.ts";
