@@ -21,6 +21,7 @@ import {
   Diki,
   diki,
   dikiOf,
+  dikiOptionsFromFlags,
   dikiPrompts,
   evaluateDiki,
   fitGaussian,
@@ -518,4 +519,37 @@ Deno.test("DIKI inference: zero-shot before any task; known vs free; predictor i
 
 Deno.test("TaskGaussian refuses a non-square covariance", () => {
   assertThrows(() => new TaskGaussian(new Float32Array(2), new Float32Array(3), 5), "covariance");
+});
+
+Deno.test("dikiOptionsFromFlags: defaults kept, values validated with the flag's name", () => {
+  assertEquals(dikiOptionsFromFlags({}, 3), { tasks: 3 });
+  assertEquals(
+    dikiOptionsFromFlags({
+      "diki-depth-vision": "4",
+      "diki-depth-text": "0",
+      "diki-prefix-len-vision": "2",
+      "diki-prefix-len-text": "6",
+      "diki-weight-scale": "32",
+    }, 2),
+    {
+      tasks: 2,
+      depthVision: 4,
+      depthText: 0,
+      prefixLenVision: 2,
+      prefixLenText: 6,
+      weightScale: 32,
+    },
+  );
+  assertThrows(() => dikiOptionsFromFlags({ "diki-depth-text": "-1" }, 1), "--diki-depth-text");
+  assertThrows(
+    () => dikiOptionsFromFlags({ "diki-prefix-len-vision": "0" }, 1),
+    "--diki-prefix-len-vision",
+  );
+  assertThrows(() => dikiOptionsFromFlags({ "diki-depth-vision": "2.5" }, 1), "integer");
+  assertThrows(
+    () => dikiOptionsFromFlags({ "diki-weight-scale": "nan" }, 1),
+    "--diki-weight-scale",
+  );
+  assertThrows(() => dikiOptionsFromFlags({ "diki-weight-scale": "0" }, 1), "positive");
+  assertThrows(() => dikiOptionsFromFlags({}, 0), "task");
 });

@@ -12,3 +12,4 @@ export * from "./select.ts";
 export * from "./io.ts";
 export * from "./preset.ts";
 export * from "./evaluate.ts";
+export * from "./flags.ts";
