@@ -81,7 +81,10 @@ export const DIKI_RECIPE: Readonly<
 
 /** Options of {@link Diki.classify}. */
 export interface DikiClassifyOptions {
-  /** Use this task's prefixes with weight 1 (task id known) instead of selecting a task. */
+  /**
+   * Use this task's prefixes with weight 1 (task id known) instead of selecting a task; a
+   * negative id means no prefixes (zero-shot CLIP, e.g. for a dataset outside the sequence).
+   */
   taskId?: number;
 }
 
@@ -93,7 +96,7 @@ export interface DikiInference {
   imageFeatures: tf.Tensor2D;
   /** Text features with the prefixes, before normalisation `[C, E]`. */
   textFeatures: tf.Tensor2D;
-  /** The task whose prefixes were used (−1: none, zero-shot CLIP: no task learnt yet). */
+  /** The task whose prefixes were used (−1: none, i.e. zero-shot CLIP). */
   task: number;
   /** Task-id free: log-probabilities `[n][learnt tasks]` (float64). */
   logProbs?: Float64Array[];
@@ -238,7 +241,7 @@ export class Diki {
     let logProbs: Float64Array[] | undefined;
     let sel: PrefixSelection | null = null;
     let weights: tf.Tensor1D | undefined;
-    if (options.taskId !== undefined) sel = { task: options.taskId };
+    if (options.taskId !== undefined) sel = options.taskId < 0 ? null : { task: options.taskId };
     else if (this.learnt > 0) {
       logProbs = this.logProbs(images);
       selection = selectTask(logProbs, this.options.weightScale);

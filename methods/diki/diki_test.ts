@@ -80,8 +80,11 @@ function task(
 
 Deno.test("attention hook: no hook and zero-valued pools leave CLIP bit-identical", () => {
   const model = buildClip(randomStateDict(TWO_HEADS, 3));
+  const start = tf.memory().numTensors;
   const img = images(3, 1), tok = tokens(2);
-  const before = [model.encodeImage(img).dataSync(), model.encodeText(tok).dataSync()];
+  const enc = () =>
+    tf.tidy(() => [model.encodeImage(img).dataSync(), model.encodeText(tok).dataSync()]);
+  const before = enc();
   const d = diki(model, {
     tasks: 2,
     depthVision: 1,
@@ -90,16 +93,17 @@ Deno.test("attention hook: no hook and zero-valued pools leave CLIP bit-identica
     prefixLenText: 2,
   });
   d.pools.install(model, { task: 1 }); // values are 0 at init
-  const withPools = [model.encodeImage(img).dataSync(), model.encodeText(tok).dataSync()];
+  const withPools = enc();
   d.pools.remove(model);
   assertEquals(model.attentionHooks.size, 0);
-  const after = [model.encodeImage(img).dataSync(), model.encodeText(tok).dataSync()];
+  const after = enc();
   for (let i = 0; i < 2; i++) {
     assertEquals(Array.from(withPools[i]), Array.from(before[i]));
     assertEquals(Array.from(after[i]), Array.from(before[i]));
   }
   d.dispose();
   tf.dispose([img, tok]);
+  assertEquals(tf.memory().numTensors, start); // pools and their initial values freed
   model.dispose();
 });
 

@@ -13,3 +13,4 @@ export * from "./io.ts";
 export * from "./preset.ts";
 export * from "./evaluate.ts";
 export * from "./flags.ts";
+export * from "./sequence.ts";

@@ -212,10 +212,12 @@ export class PrefixPools {
       }
       this.pools.set(
         slot.name,
-        tf.variable(
-          tf.tensor4d(data, [config.tasks, 2, slot.prefixLen, slot.width]),
-          true,
-          `diki/${slot.name}/${Math.random().toString(36).slice(2)}`,
+        tf.tidy(() =>
+          tf.variable(
+            tf.tensor4d(data, [config.tasks, 2, slot.prefixLen, slot.width]),
+            true,
+            `diki/${slot.name}/${Math.random().toString(36).slice(2)}`,
+          )
         ),
       );
     }
