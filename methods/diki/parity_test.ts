@@ -158,7 +158,7 @@ function lrEqual(got: number, want: number, lr: number, floor: number): boolean 
 function backendsToTest(all: string[]): string[] {
   const env = Deno.env.get("MTIL_BACKEND");
   if (env && env !== "auto") return all.includes(env) ? [env] : [];
-  return all.filter((b) => b !== "tensorflow" || Deno.env.get("MTIL_TEST_TENSORFLOW"));
+  return all;
 }
 
 /** NCHW float32 file (optionally one leading index of `[k, n, 3, H, W]`) → NHWC tensor. */
