@@ -47,8 +47,14 @@ export interface DikiEvalResult extends EvalResult {
 }
 
 /**
- * Top-1 / top-5 of DIKI on a dataset. The reference's vote is per evaluation batch (256 images in
- * its recipe), so `batchSize` matters for the task-id-free path.
+ * The reference's evaluation batch (2·128: its `batchwise_prompt` doubles the batch size). The
+ * task vote is per batch, so the batch size matters for the task-id-free path.
+ */
+export const DIKI_EVAL_BATCH = 256;
+
+/**
+ * Top-1 / top-5 of DIKI on a dataset (batches of {@link DIKI_EVAL_BATCH} by default, as the
+ * reference: the vote is per batch).
  */
 export async function evaluateDiki(
   d: Diki,
@@ -65,7 +71,7 @@ export async function evaluateDiki(
   try {
     const p = d.predictor(tokens, { taskId: options.taskId });
     const r = await evaluateDataset(d.model, dataset, {
-      batchSize: options.batchSize,
+      batchSize: options.batchSize ?? DIKI_EVAL_BATCH,
       limit: options.limit,
       workers: options.workers,
       onProgress: options.onProgress,
