@@ -19,7 +19,7 @@
  * @module
  */
 import { tf } from "./backends/tf.ts";
-import type { DenseHook } from "./types.ts";
+import type { AttentionHook, DenseHook } from "./types.ts";
 
 /** LayerNorm / BatchNorm epsilon of the reference (PyTorch default). */
 export const NORM_EPS = 1e-5;
@@ -32,6 +32,8 @@ export interface LayerContext {
   readonly params: ReadonlyMap<string, tf.Variable>;
   /** Dense hooks keyed by module path (see {@link linear}). */
   readonly denseHooks: ReadonlyMap<string, DenseHook>;
+  /** Attention hooks keyed by attention module path (see {@link selfAttention}); optional. */
+  readonly attentionHooks?: ReadonlyMap<string, AttentionHook>;
   /** Training mode: BatchNorm uses batch statistics and updates its running statistics. */
   readonly training: boolean;
 }
@@ -200,7 +202,9 @@ export function attend(
  * registered under `path` itself (output `3·width`); the output projection's hook under
  * `<path>.out_proj`. q, k, v and the heads are separated by one transpose of the packed
  * projection to `[3, n·l·width]`, contiguous slices and per-head transposes (a last-axis split is
- * very slow on the cpu backends; rank-5 transposes are slow on wasm).
+ * very slow on the cpu backends; rank-5 transposes are slow on wasm). An {@link AttentionHook}
+ * registered under `path` in `ctx.attentionHooks` adds its term to the heads' output before they
+ * are merged and projected (`out_proj(A + hook(q))`); without one nothing changes.
  */
 export function selfAttention(
   ctx: LayerContext,
@@ -226,7 +230,10 @@ export function selfAttention(
     );
     const part = (i: number) =>
       splitHeads(tf.reshape(tf.slice(packed, [i, 0], [1, -1]), [n, l, width]), heads);
-    const out = scaledDotProductAttention(part(0), part(1), part(2), mask);
+    const q = part(0);
+    let out = scaledDotProductAttention(q, part(1), part(2), mask);
+    const hook = ctx.attentionHooks?.get(path);
+    if (hook) out = tf.add(out, hook(q, n, heads)) as tf.Tensor3D;
     return dense(ctx, `${path}.out_proj`, mergeHeads(out, n, heads));
   });
 }

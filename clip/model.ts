@@ -18,6 +18,7 @@ import { mulberry32 } from "../datasets/rng.ts";
 import { tf } from "./backends/tf.ts";
 import { numel, type RawTensor, type StateDict } from "./formats/state_dict.ts";
 import type {
+  AttentionHook,
   ClipConfig,
   ClipLogits,
   ClipModel,
@@ -389,6 +390,8 @@ export class Clip implements ClipModel, LayerContext {
   readonly params: Map<string, tf.Variable> = new Map();
   /** Dense hooks by module path (see `clip/layers.ts`: hooks see `[rows, in]` inputs). */
   readonly denseHooks: Map<string, DenseHook> = new Map();
+  /** Attention hooks by attention module path (see `AttentionHook`; DIKI's prefixes). */
+  readonly attentionHooks: Map<string, AttentionHook> = new Map();
   /** Training mode (BatchNorm batch statistics). */
   training = false;
   /** The model's own tokenizer when it is not CLIP's BPE (e.g. the embedded SynthMTIL model). */

@@ -41,6 +41,15 @@ export interface ClipConfig {
 export type DenseHook = (x: tf.Tensor) => tf.Tensor;
 
 /**
+ * An extra term added to the output of one attention block before its output projection: the
+ * block computes `out_proj(attention(q, k, v) + hook(q))`. `q` holds the block's projected
+ * queries split into heads, `[n·heads, length, headDim]` (row `i·heads + h` is head `h` of
+ * sequence `i`), not yet scaled; the hook returns a tensor of the same shape. DIKI's prefix
+ * attention installs these (`methods/diki/`). Without a hook the block is unchanged.
+ */
+export type AttentionHook = (q: tf.Tensor3D, n: number, heads: number) => tf.Tensor3D;
+
+/**
  * Turns texts into token-id rows for a model's text tower. The default is the CLIP BPE tokenizer
  * (`clip/tokenizers/tokenizer.ts`); small models trained here (SynthMTIL) carry a word-level one.
  */
@@ -82,6 +91,12 @@ export interface ClipModel {
    * `"visual.attnpool.q_proj"` etc. Empty by default.
    */
   readonly denseHooks: Map<string, DenseHook>;
+  /**
+   * Attention hooks by attention module path (`"<block>.attn"`, e.g.
+   * `"visual.transformer.resblocks.0.attn"`, `"transformer.resblocks.3.attn"`); see
+   * {@link AttentionHook}. Optional for other implementations of this interface; `Clip` has it.
+   */
+  readonly attentionHooks?: Map<string, AttentionHook>;
   /**
    * The tokenizer this model's text tower expects, when it is not the CLIP BPE tokenizer.
    * Everything that tokenizes prompts for a model (zero-shot heads, training) must use

@@ -315,7 +315,7 @@ export function icarl(options: IcarlMethodOptions = {}): Method {
     async saveState(dir) {
       await writeTextAtomic(`${dir}/${ICARL_MEMORY_FILE}`, JSON.stringify(memory.toJSON()) + "\n");
     },
-    async loadState(dir) {
+    async loadState(dir, _model) {
       try {
         const text = await Deno.readTextFile(`${dir}/${ICARL_MEMORY_FILE}`);
         memory = ExemplarMemory.fromJSON(JSON.parse(text));

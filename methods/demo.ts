@@ -16,7 +16,8 @@
  */
 import { loadClip } from "../clip/load.ts";
 import { SYNTH_ORDER } from "../datasets/synth.ts";
-import { finetune, zscl } from "./builtin.ts";
+import { finetune, lwf, zscl } from "./builtin.ts";
+import { dikiMethod } from "./diki/method.ts";
 import type { Method } from "./method.ts";
 import type { MtilScores } from "./metrics.ts";
 import type { LogLevel } from "./method.ts";
@@ -26,8 +27,11 @@ import type { SequenceMatrix } from "./sequence.ts";
 /** The demo's task sequence (registry names). */
 export const DEMO_TASKS: readonly string[] = SYNTH_ORDER.map((a) => `Synth-${a}`);
 
-/** Methods the demo knows by name. */
+/** Methods the demo runs by default. */
 export const DEMO_METHODS: readonly string[] = ["finetune", "ZSCL"];
+
+/** Every method the demo knows by name (`--methods`). */
+export const DEMO_METHOD_CHOICES: readonly string[] = ["finetune", "ZSCL", "lwf", "DIKI"];
 
 /** Settings of a demo run. */
 export interface DemoOptions {
@@ -61,9 +65,15 @@ export interface DemoRun {
   finished: boolean;
 }
 
-/** The demo's method value for a name. */
-export function demoMethod(name: string): Method {
+/** The demo's method value for a name (`iterations`: steps per task, for DIKI's Gaussians). */
+export function demoMethod(name: string, iterations = 80): Method {
   if (name === "finetune") return finetune();
+  if (name === "lwf") return lwf();
+  if (name === "DIKI") {
+    // the paper's prefixes on the tiny model's 2+2 blocks; each task's Gaussian from the images
+    // the task trains on (one pass, as the reference)
+    return dikiMethod({ tasks: DEMO_TASKS.length, gaussianBatches: iterations });
+  }
   if (name === "ZSCL") {
     return zscl({
       refDataset: "Synth-captions",
@@ -72,7 +82,7 @@ export function demoMethod(name: string): Method {
       T: 2,
     });
   }
-  throw new Error(`demo: unknown method "${name}"; use ${DEMO_METHODS.join(", ")}`);
+  throw new Error(`demo: unknown method "${name}"; use ${DEMO_METHOD_CHOICES.join(", ")}`);
 }
 
 /** The `runSequence` options of one demo method (shared recipe plus the method). */
@@ -82,7 +92,7 @@ export function demoRecipe(
 ): RunSequenceOptions {
   return {
     dir: `${options.out ?? "runs/demo"}/${method}`,
-    method: demoMethod(method),
+    method: demoMethod(method, options.iterations ?? 80),
     iterations: options.iterations ?? 80,
     batchSize: 32,
     lr: 5e-4,

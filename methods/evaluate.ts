@@ -18,7 +18,7 @@ import { normalizeRows } from "./losses.ts";
 import { loadDataset } from "../datasets/registry.ts";
 import { ProgressBar } from "../clip/download/progress.ts";
 import { assignVars, cloneVars, disposeVars } from "./ensemble.ts";
-import type { LogLevel } from "./method.ts";
+import type { LogLevel, Method } from "./method.ts";
 
 /**
  * Token ids `[n, contextLength]` for a model: its own tokenizer when it carries one (the word
@@ -44,6 +44,8 @@ export interface EvalResult {
   top5: number;
   /** Number of images evaluated. */
   n: number;
+  /** Extra numbers from a method's classifier (e.g. DIKI's `voteAccuracy`, percent). */
+  details?: Record<string, number>;
 }
 
 /** Options of {@link evaluateDataset}. */
@@ -69,6 +71,12 @@ export interface EvaluateOptions {
   workers?: number;
   /** Called after each batch with (images done, total). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * A method's own classifier (e.g. DIKI's task-id-free path, `Diki.predictor`): logits `[n, C]`
+   * of a batch of preprocessed NHWC images (not disposed by it), in the dataset's class order.
+   * When given, no zero-shot head is built and `head`, `templates`, `tokenizer` are unused.
+   */
+  predict?: (images: tf.Tensor4D) => tf.Tensor2D | Promise<tf.Tensor2D>;
 }
 
 /** A trained linear classification head. */
@@ -108,7 +116,8 @@ export async function evaluateDataset(
   }
   const prev = model.training;
   model.training = false;
-  const head = lin ? undefined : options.head ??
+  const predict = options.predict;
+  const head = predict || lin ? undefined : options.head ??
     await zeroShotHead(model, dataset.classnames, options.templates ?? dataset.templates, {
       tokenizer: options.tokenizer,
     });
@@ -128,12 +137,19 @@ export async function evaluateDataset(
     ) {
       const labels = b.labels.dataSync();
       const take = Math.min(labels.length, total - n);
-      const logits = tf.tidy(() => {
+      let logits: tf.Tensor2D;
+      if (predict) {
         const imgs = take < labels.length ? b.images.slice(0, take) : b.images;
-        const f = normalizeRows(model.encodeImage(imgs as tf.Tensor4D));
-        if (lin) return tf.add(tf.matMul(f, lin.weight, false, true), lin.bias) as tf.Tensor2D;
-        return tf.matMul(f, head!).mul(100) as tf.Tensor2D;
-      });
+        logits = await predict(imgs as tf.Tensor4D);
+        if (imgs !== b.images) imgs.dispose();
+      } else {
+        logits = tf.tidy(() => {
+          const imgs = take < labels.length ? b.images.slice(0, take) : b.images;
+          const f = normalizeRows(model.encodeImage(imgs as tf.Tensor4D));
+          if (lin) return tf.add(tf.matMul(f, lin.weight, false, true), lin.bias) as tf.Tensor2D;
+          return tf.matMul(f, head!).mul(100) as tf.Tensor2D;
+        });
+      }
       b.images.dispose();
       b.labels.dispose();
       const [a, c] = topkHits(logits, labels.slice(0, take));
@@ -249,6 +265,8 @@ export interface EvaluateAllOptions {
   linearHead?: LinearHead;
   /** Evaluate each dataset with its own zero-shot head even when `linearHead` is given. */
   datasetShift?: boolean;
+  /** A method whose own classifier (DIKI's inference path) replaces the zero-shot head. */
+  method?: Method;
 }
 
 /**
@@ -291,7 +309,9 @@ export async function evaluate(
         ? undefined
         : new ProgressBar({ total, label: `eval ${ds.name}`, unit: "img" });
       let last = 0;
+      const classifier = await options.method?.classifier?.(model, ds);
       const r = await evaluateDataset(model, ds, {
+        predict: classifier ? (images) => classifier.predict(images) : undefined,
         batchSize: bs,
         limit: options.limit,
         maxBatches: options.maxBatches,
@@ -303,6 +323,11 @@ export async function evaluate(
         },
       });
       bar?.done();
+      if (classifier) {
+        const details = classifier.details?.();
+        if (details) r.details = details;
+        classifier.dispose();
+      }
       const it = options.iteration ?? 0;
       if (level !== "silent") {
         console.log(

@@ -35,7 +35,8 @@
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { Dataset } from "../datasets/types.ts";
-import type { TrainPart, TrainTask } from "./train.ts";
+import type { tf } from "../clip/backends/tf.ts";
+import type { RunSetup, TrainPart, TrainTask } from "./train.ts";
 
 /** How much a library run prints: nothing, progress bars and results, or also configs and losses. */
 export type LogLevel = "silent" | "progress" | "verbose";
@@ -75,6 +76,22 @@ export interface MethodSetup {
   replacesCrossEntropy?: boolean;
   /** Free what `setup` created (streams, reference tensors). Called after the task. */
   dispose?(): void | Promise<void>;
+  /**
+   * Training options the method fixes, overriding the recipe's (DIKI: its SGD optimizer and
+   * schedule, its learning rate, the prefix pools as the only trained parameters).
+   */
+  trainOptions?: RunSetup["options"];
+}
+
+/** A method's own classifier, used by `evaluate` (and so the accuracy matrix) instead of the
+ * zero-shot head. */
+export interface MethodClassifier {
+  /** Logits `[n, C]` of a batch of preprocessed NHWC images, in the dataset's class order. */
+  predict(images: tf.Tensor4D): tf.Tensor2D | Promise<tf.Tensor2D>;
+  /** Extra numbers of the evaluation (e.g. DIKI's task-vote accuracy), after the last batch. */
+  details?(): Record<string, number>;
+  /** Free what it holds. */
+  dispose(): void;
 }
 
 /** What `afterTask` gets: the context of `setup` plus the weights that were saved. */
@@ -100,8 +117,13 @@ export interface Method {
   afterTask?(ctx: AfterTaskContext): void | Promise<void>;
   /** Write what must survive between tasks into `dir` (atomically). */
   saveState?(dir: string): Promise<void>;
-  /** Read what `saveState` wrote (missing files: start empty). */
-  loadState?(dir: string): Promise<void>;
+  /** Read what `saveState` wrote (missing files: start empty), for `model`. */
+  loadState?(dir: string, model: ClipModel): Promise<void>;
+  /**
+   * The method's classifier of `dataset` for evaluation, or undefined for CLIP's zero-shot head
+   * (the default; e.g. before any task, or for methods that change the weights only).
+   */
+  classifier?(model: ClipModel, dataset: Dataset): Promise<MethodClassifier | undefined>;
   /**
    * Whether the task `name` is already finished as far as the method is concerned (iCaRL: its
    * exemplars are in the memory). Default: the checkpoint alone decides.

@@ -30,6 +30,7 @@ import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { checkWeights } from "../clip/load.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
+import type { Dataset } from "../datasets/types.ts";
 import type { MtilScores } from "./metrics.ts";
 import { writePlots } from "./plots.ts";
 import { splitHead } from "./params.ts";
@@ -83,6 +84,16 @@ export interface RunSequenceOptions extends Omit<TrainTaskOptions, "eval" | "sav
   onTask?: (result: TrainTaskResult) => void | Promise<void>;
 }
 
+/** A task given as datasets instead of a registry name (its `name` is the matrix's label). */
+export interface SequenceTask {
+  /** Name of the task (checkpoint `<name>.safetensors`, matrix label). */
+  name: string;
+  /** Training images. */
+  train: Dataset;
+  /** Test images (evaluated after every task). */
+  test: Dataset;
+}
+
 /** What {@link runSequence} returns. */
 export interface RunSequenceResult {
   /** The accuracy matrix (top-1 and top-5, percent). */
@@ -121,10 +132,19 @@ function summary(tasks: string[], o: RunSequenceOptions): Record<string, unknown
  */
 export async function runSequence(
   model: ClipModel,
-  tasks: string[],
+  sequence: readonly (string | SequenceTask)[],
   options: RunSequenceOptions,
 ): Promise<RunSequenceResult> {
   const o = options;
+  const tasks = sequence.map((t) => typeof t === "string" ? t : t.name);
+  const given = new Map(
+    sequence.filter((t): t is SequenceTask => typeof t !== "string").map((t) => [t.name, t]),
+  );
+  for (const t of given.values()) {
+    if (t.train.name !== t.name || t.test.name !== t.name) {
+      throw new Error(`task "${t.name}": its train and test datasets must carry its name`);
+    }
+  }
   const level = o.log ?? "progress";
   const log = logger(level);
   const zeroShot: StateDict = o.zeroShot ?? model.stateDict();
@@ -153,7 +173,7 @@ export async function runSequence(
     trainTask: async (ctx) => {
       log.info(`\n== task ${ctx.index + 1}/${tasks.length}: ${ctx.task} (lr ${lrs[ctx.index]})`);
       await load(ctx.previousCheckpoint);
-      const r = await trainTask(model, ctx.task, {
+      const r = await trainTask(model, given.get(ctx.task)?.train ?? ctx.task, {
         ...o,
         lr: lrs[ctx.index],
         zeroShot,
@@ -171,7 +191,7 @@ export async function runSequence(
     },
     evaluate: async (ckpt, datasets): Promise<Accuracy[]> => {
       await load(ckpt);
-      return await evaluate(model, datasets, {
+      return await evaluate(model, datasets.map((d) => given.get(d)?.test ?? d), {
         dataRoot: o.dataRoot,
         batchSize: o.batchSizeEval,
         limit: o.evalLimit,
@@ -179,6 +199,7 @@ export async function runSequence(
         workers: o.workers,
         log: level,
         iteration: -1,
+        method: o.method,
       });
     },
     onRow: async (m, row) => {

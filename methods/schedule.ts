@@ -27,3 +27,16 @@ export function cosineLr(baseLr: number, warmupLength: number, steps: number): L
 export function constantLr(lr: number): LrSchedule {
   return () => lr;
 }
+
+/**
+ * Cosine decay without warm-up to a floor, as DIKI's `build_cosine_scheduler`:
+ * `lr(i) = f + ½·(baseLr − f)·(1 + cos(π·i/steps))` with `f = baseLr·floorRatio` (default 1e-3),
+ * computed in float64. `lr(0) = baseLr`; `lr(steps) = f`.
+ */
+export function cosineNoWarmupLr(baseLr: number, steps: number, floorRatio = 1e-3): LrSchedule {
+  const f = baseLr * floorRatio;
+  return (step: number): number => {
+    if (steps <= 0) return baseLr;
+    return f + 0.5 * (baseLr - f) * (1 + Math.cos(Math.PI * step / steps));
+  };
+}

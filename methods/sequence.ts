@@ -18,6 +18,8 @@ export interface Accuracy {
   top1: number;
   /** Top-5 accuracy (percent). */
   top5: number;
+  /** Extra numbers of a method's classifier (e.g. DIKI's `voteAccuracy`). */
+  details?: Record<string, number>;
 }
 
 /** What a trainer gets for one task of a sequence. */
@@ -66,6 +68,11 @@ export interface SequenceMatrix extends AccuracyMatrix {
   zeroShotTop5?: number[];
   /** Number of rows (tasks) finished. */
   completed: number;
+  /**
+   * Per row and dataset, the extra numbers of a method's own classifier (DIKI: `voteAccuracy`,
+   * the share of the dataset's images whose batch voted for its task); absent for other methods.
+   */
+  details?: (Record<string, number> | null)[][];
 }
 
 /** What {@link sequenceLoop} returns. */
@@ -169,7 +176,8 @@ export async function sequenceLoop(options: SequenceOptions): Promise<SequenceRe
   };
   const evalRow = async (ckpt: string | undefined) => {
     const acc = await options.evaluate(ckpt, evalDatasets);
-    return { top1: acc.map((a) => a.top1), top5: acc.map((a) => a.top5) };
+    const details = acc.some((a) => a.details) ? acc.map((a) => a.details ?? null) : undefined;
+    return { top1: acc.map((a) => a.top1), top5: acc.map((a) => a.top5), details };
   };
 
   if (!m.zeroShot) {
@@ -198,6 +206,10 @@ export async function sequenceLoop(options: SequenceOptions): Promise<SequenceRe
     const r = await evalRow(ckpt);
     m.values[t] = r.top1;
     m.top5[t] = r.top5;
+    if (r.details) {
+      m.details ??= [];
+      m.details[t] = r.details;
+    }
     m.completed = t + 1;
     await save();
     await options.onRow?.(m, t);

@@ -4,7 +4,8 @@
  * - a **parameter selection** (`trainMode`, `freeze`: see `params.ts`),
  * - **loss terms** and **hooks**, each a {@link TrainPart} (`init`, `prepare`, `loss`,
  *   `afterStep`, `end`, plus state for resume),
- * - the **optimizer** ({@link AdamW}) with a learning-rate schedule.
+ * - the **optimizer** ({@link AdamW} by default, any {@link Optimizer} such as `Sgd` through
+ *   `options.optimizer`) with a learning-rate schedule.
  *
  * A method (`finetune()`, `lwf()`, `zscl()`, `icarl()`, … in `builtin.ts`) builds parts from its
  * typed options; `trainTask` (`trainer.ts`) composes them with the common ones. Third parties add
@@ -28,6 +29,7 @@ import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
+import type { Optimizer } from "./sgd.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
 import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
@@ -164,6 +166,16 @@ export interface TrainOptions {
   warmupLength?: number;
   /** Custom schedule instead of the warm-up cosine. */
   schedule?: LrSchedule;
+  /**
+   * Builds the schedule from the base `lr` and the run's total steps, when `schedule` is not
+   * given (e.g. `cosineNoWarmupLr` for DIKI). Default: the warm-up cosine.
+   */
+  scheduleFor?: (baseLr: number, totalSteps: number) => LrSchedule;
+  /**
+   * The optimizer (default: a new {@link AdamW} from `lr`, `weightDecay`, `beta2`). The run owns
+   * it: {@link disposeRun} frees its state. Its `lr` is set by the schedule before every step.
+   */
+  optimizer?: Optimizer;
   /** Train mode (default `whole`). */
   trainMode?: TrainMode;
   /** Freeze embeddings and projections. */
@@ -246,7 +258,7 @@ export interface TrainRun {
   /** Model parameters plus the linear head (when the mode uses one). */
   params: Map<string, tf.Variable>;
   /** The optimizer. */
-  optimizer: AdamW;
+  optimizer: Optimizer;
   /** Total number of steps of the schedule. */
   totalSteps: number;
   /**
@@ -268,6 +280,30 @@ export interface TrainResult {
   run: TrainRun;
   /** Whether all steps ran, up to `run.lastStep` (false when stopped early). */
   finished: boolean;
+}
+
+/**
+ * A method's parts plus the training options it fixes (e.g. DIKI: its SGD optimizer and
+ * schedule, the pools as `extraParams` with `onlyExtra`); they override the caller's options of
+ * the same name (see `MethodSetup.trainOptions` in `method.ts`).
+ */
+export interface RunSetup {
+  /** The method's parts (the caller's `options.parts` are appended). */
+  parts: TrainPart[];
+  /** Options the method sets for the run. */
+  options?: Partial<
+    Pick<
+      TrainOptions,
+      | "optimizer"
+      | "schedule"
+      | "scheduleFor"
+      | "extraParams"
+      | "onlyExtra"
+      | "finalStep"
+      | "lr"
+      | "trainMode"
+    >
+  >;
 }
 
 /** Total steps from `iterations` or `epochs × batchesPerEpoch`. */
@@ -292,9 +328,9 @@ export async function createRun(
   task: TrainTask,
   options: TrainOptions,
 ): Promise<TrainRun> {
+  const parts: TrainPart[] = [];
   const mode = options.trainMode ?? "whole";
   const params = new Map(model.params);
-  const parts: TrainPart[] = [];
   parts.push(...(options.parts ?? []));
   const names = new Set<string>();
   for (const p of parts) {
@@ -346,7 +382,7 @@ export async function createRun(
     options,
     trainable,
     params,
-    optimizer: new AdamW({
+    optimizer: options.optimizer ?? new AdamW({
       lr: options.lr ?? 1e-3,
       weightDecay: options.weightDecay ?? 0,
       beta2: options.beta2 ?? 0.999,
@@ -443,8 +479,9 @@ function checkFinite(loss: tf.Scalar, grads: Map<string, tf.Tensor>, step: numbe
 
 /** Run one optimizer step; returns its record. */
 export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
-  const schedule = run.options.schedule ??
-    cosineLr(run.options.lr ?? 1e-3, run.options.warmupLength ?? 100, run.totalSteps);
+  const o = run.options;
+  const schedule = o.schedule ?? o.scheduleFor?.(o.lr ?? 1e-3, run.totalSteps) ??
+    cosineLr(o.lr ?? 1e-3, o.warmupLength ?? 100, run.totalSteps);
   const lr = schedule(step);
   run.optimizer.lr = lr;
   const batch = await run.task.batch(step);

@@ -398,7 +398,7 @@ export async function trainTask(
       loadDataset(n, { root: dataRoot, split: lo.split ?? "train", num: lo.num }),
     log: (l: string) => log.info(l),
   };
-  if (dir && method.loadState) await method.loadState(dir);
+  if (dir && method.loadState) await method.loadState(dir, model);
 
   // A finished task (checkpoint present, no pending state) is skipped on resume.
   if (o.save?.resume && paths && await exists(paths.checkpoint) && !await exists(paths.state)) {
@@ -475,6 +475,8 @@ export async function trainTask(
       parts,
       finalStep: o.finalStep,
       shouldStop: o.shouldStop,
+      // what the method fixes (DIKI: optimizer, schedule, lr, the pools as extra parameters)
+      ...setup.trainOptions,
     };
     if (o.lora) {
       lora = injectLora(model, { seed, ...o.lora });

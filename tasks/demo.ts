@@ -6,7 +6,7 @@
  * `runs/demo/<method>/`. A thin wrapper around `runDemo`.
  *
  * Flags: `--iterations N` per task (default 80), `--eval-limit N` test images per task (default
- * 400), `--methods a,b` (default finetune,ZSCL), `--out DIR` (default `runs/demo`), `--fresh`
+ * 400), `--methods a,b` (default finetune,ZSCL; also lwf, DIKI), `--out DIR` (default `runs/demo`), `--fresh`
  * (discard earlier results; otherwise a rerun continues or reuses them), `--backend NAME`
  * (default wasm, the fastest for this tiny model).
  *
@@ -15,7 +15,7 @@
 import { parseArgs } from "./cli.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH } from "../clip/load.ts";
-import { DEMO_METHODS, type DemoRun, runDemo } from "../methods/demo.ts";
+import { DEMO_METHOD_CHOICES, DEMO_METHODS, type DemoRun, runDemo } from "../methods/demo.ts";
 import { sideBySide } from "../methods/report.ts";
 import { numberFlag } from "./train_flags.ts";
 import { FlagError, runMain } from "../methods/flags.ts";
@@ -48,8 +48,11 @@ export async function main(argv: string[]): Promise<DemoRun[]> {
   const evalLimit = numberFlag(values, "eval-limit", { integer: true, positive: true })!;
   const methods = values.methods!.split(",").map((s) => s.trim()).filter((s) => s);
   for (const m of methods) {
-    if (!DEMO_METHODS.includes(m)) {
-      throw new FlagError("methods", `--methods: unknown "${m}"; use ${DEMO_METHODS.join(", ")}`);
+    if (!DEMO_METHOD_CHOICES.includes(m)) {
+      throw new FlagError(
+        "methods",
+        `--methods: unknown "${m}"; use ${DEMO_METHOD_CHOICES.join(", ")}`,
+      );
     }
   }
   const t0 = performance.now();

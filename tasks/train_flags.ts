@@ -16,6 +16,7 @@ import {
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import "../methods/builtin.ts";
+import "../methods/diki/method.ts";
 import {
   type FlagSpec,
   type FlagValues,
