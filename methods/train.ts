@@ -370,7 +370,15 @@ function makeContext(run: TrainRun, step: number, lr: number, batch: TrainBatch)
  * and are off by percents on millions of elements).
  */
 export function l2NormF64(t: tf.Tensor): number {
-  const d = t.dataSync();
+  return sumSquaresF64(t.dataSync());
+}
+
+/** {@link l2NormF64} with an asynchronous read (works on every backend, webgpu included). */
+export async function l2NormF64Async(t: tf.Tensor): Promise<number> {
+  return sumSquaresF64(await t.data());
+}
+
+function sumSquaresF64(d: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < d.length; i++) s += d[i] * d[i];
   return Math.sqrt(s);
@@ -411,7 +419,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     const gradNorms: Record<string, number> = {};
     for (const n of want) {
       const g = gradMap.get(n);
-      if (g) gradNorms[n] = l2NormF64(g);
+      if (g) gradNorms[n] = await l2NormF64Async(g);
     }
     for (const p of run.parts) {
       if (!p.transformGrads) continue;
@@ -421,11 +429,12 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     }
     run.optimizer.step(run.params, gradMap);
     const losses: Record<string, number> = {};
+    // asynchronous reads: synchronous ones are impossible on webgpu (and stall any device)
     for (const [k, t] of Object.entries(kept)) {
-      losses[k] = t.dataSync()[0];
+      losses[k] = (await t.data())[0];
       t.dispose();
     }
-    losses.total = value.dataSync()[0];
+    losses.total = (await value.data())[0];
     value.dispose();
     for (const g of gradMap.values()) g.dispose();
     run.model.training = false;
