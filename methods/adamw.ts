@@ -181,6 +181,11 @@ export class AdamW {
     }
   }
 
+  /** The moment variables (for {@link readableOnHost} before {@link AdamW.getState}). */
+  stateTensors(): tf.Variable[] {
+    return [...this.#m.values(), ...this.#v.values()];
+  }
+
   /** Number of parameters that have optimizer state. */
   get size(): number {
     return this.#m.size;

@@ -20,6 +20,7 @@ import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
 import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
@@ -338,6 +339,8 @@ export async function createRun(
     step: options.startStep ?? 0,
     parts,
   };
+  // parts' init copies the model synchronously (teachers, start weights): on webgpu fetch first
+  await readableOnHost(model.params.values());
   for (const p of parts) await p.init?.(run);
   return run;
 }

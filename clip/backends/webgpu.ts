@@ -162,7 +162,7 @@ export function registerWebGpuBackend(): Promise<
       const backend = new mod.WebGPUBackend(device, info);
       guardSyncReads(backend);
       return backend;
-    }, 2);
+    }, -1); // never tfjs's implicit default: webgpu is taken only through initBackend / setBackend
     return { ok: true, detail: describeAdapter(s), summary: s };
   })();
   return registered;
@@ -203,4 +203,21 @@ export function setDeviceLimitForTesting(bytes: number | undefined): void {
 /** The adapter of the webgpu backend (after {@link registerWebGpuBackend}), if any. */
 export function webGpuAdapter(): WebGpuAdapterSummary | undefined {
   return summary ? { ...summary } : undefined;
+}
+
+/**
+ * Make `dataSync()` / `stateDict()` / `getState()` work on the given tensors on every backend:
+ * on webgpu (no synchronous reads in Deno) each tensor is read once asynchronously, which caches
+ * its values on the host until the tensor is disposed or the variable reassigned. A no-op on the
+ * host backends. Call it before synchronous save code (checkpoints, teacher copies).
+ *
+ * @example
+ * ```ts
+ * await readableOnHost(model.params.values());
+ * const sd = model.stateDict();
+ * ```
+ */
+export async function readableOnHost(tensors: Iterable<tf.Tensor>): Promise<void> {
+  if (tf.getBackend() !== WEBGPU) return;
+  for (const t of tensors) if (!t.isDisposed) await t.data();
 }
