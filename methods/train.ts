@@ -134,6 +134,12 @@ export interface TrainPart {
   transformGrads?(run: TrainRun, step: number, grads: Map<string, tf.Tensor>): void;
   /** Free what the part holds. */
   dispose?(): void;
+  /**
+   * The part's loss needs the whole batch in one pass (it normalises across the batch or uses
+   * per-example data prepared from the whole batch, as LwF's transposed distillation): gradient
+   * accumulation (`accumSteps` > 1) is refused with it.
+   */
+  readonly wholeBatchOnly?: boolean;
 }
 
 /** Options of {@link train}. */
@@ -188,6 +194,18 @@ export interface TrainOptions {
    * `false` runs exactly `total` steps (the form of the step-parity fixtures).
    */
   finalStep?: boolean;
+  /**
+   * Gradient accumulation (`--accum-steps N`, default 1): each step's batch is split into N
+   * micro-batches (sizes differing by at most one), each forward/backward runs alone and the
+   * gradients are summed weighted by micro-batch size, then one optimizer update is taken. For
+   * losses that are means over the batch (cross-entropy) or independent of it (L2, ZSCL's
+   * reference-image distillation, recomputed per micro-batch) this is the same update as one pass
+   * over the whole batch, so a batch that does not fit the device can be taken in parts.
+   * Not identical with BatchNorm in training mode (ModifiedResNet): batch statistics are those
+   * of each micro-batch, and the running statistics are updated N times per step. Parts with
+   * `wholeBatchOnly` (LwF) refuse N > 1.
+   */
+  accumSteps?: number;
 }
 
 /** What one step did. */
@@ -387,6 +405,58 @@ function sumSquaresF64(d: ArrayLike<number>): number {
   return Math.sqrt(s);
 }
 
+/** Loss and gradients (by parameter name) of one forward/backward over `batch`. */
+function microStep(
+  run: TrainRun,
+  step: number,
+  lr: number,
+  batch: TrainBatch,
+  kept: Record<string, tf.Scalar>,
+): { value: tf.Scalar; grads: Map<string, tf.Tensor> } {
+  const vars = run.trainable.map((n) => run.params.get(n)!);
+  const byVarName = new Map(vars.map((v, i) => [v.name, run.trainable[i]]));
+  const { value, grads } = tf.variableGrads(() => {
+    const ctx = makeContext(run, step, lr, batch);
+    let total: tf.Scalar = tf.scalar(0);
+    for (const p of run.parts) {
+      const terms = p.loss?.(ctx);
+      if (!terms) continue;
+      for (const [k, { value, weight }] of Object.entries(terms)) {
+        if (kept[k]) throw new Error(`loss term "${k}" given twice (part ${p.name})`);
+        kept[k] = tf.keep(value.clone());
+        total = total.add(weight === 1 ? value : value.mul(weight));
+      }
+    }
+    return total;
+  }, vars);
+  const gradMap = new Map<string, tf.Tensor>();
+  for (const [vn, g] of Object.entries(grads)) gradMap.set(byVarName.get(vn)!, g);
+  return { value, grads: gradMap };
+}
+
+/** The validated micro-batch count of a step (`TrainOptions.accumSteps`). */
+function accumSteps(run: TrainRun, batch: TrainBatch): number {
+  const n = run.options.accumSteps ?? 1;
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`accumSteps must be a positive integer (--accum-steps), got ${n}`);
+  }
+  if (n > batch.labels.length) {
+    throw new Error(
+      `accumSteps ${n} exceeds the batch size ${batch.labels.length}: each micro-batch needs an image`,
+    );
+  }
+  if (n > 1) {
+    const whole = run.parts.find((p) => p.wholeBatchOnly);
+    if (whole) {
+      throw new Error(
+        `part "${whole.name}" needs the whole batch in one pass (its loss normalises across the ` +
+          `batch): accumSteps must be 1 with it`,
+      );
+    }
+  }
+  return n;
+}
+
 /** Run one optimizer step; returns its record. */
 export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
   const schedule = run.options.schedule ??
@@ -397,25 +467,49 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
   try {
     for (const p of run.parts) await p.prepare?.(run, step, batch);
     run.model.training = true;
-    const vars = run.trainable.map((n) => run.params.get(n)!);
-    const byVarName = new Map(vars.map((v, i) => [v.name, run.trainable[i]]));
+    const accum = accumSteps(run, batch);
     const kept: Record<string, tf.Scalar> = {};
-    const { value, grads } = tf.variableGrads(() => {
-      const ctx = makeContext(run, step, lr, batch);
-      let total: tf.Scalar = tf.scalar(0);
-      for (const p of run.parts) {
-        const terms = p.loss?.(ctx);
-        if (!terms) continue;
-        for (const [k, { value, weight }] of Object.entries(terms)) {
-          if (kept[k]) throw new Error(`loss term "${k}" given twice (part ${p.name})`);
-          kept[k] = tf.keep(value.clone());
-          total = total.add(weight === 1 ? value : value.mul(weight));
+    let value: tf.Scalar;
+    let gradMap: Map<string, tf.Tensor>;
+    if (accum === 1) {
+      ({ value, grads: gradMap } = microStep(run, step, lr, batch, kept));
+    } else {
+      // N micro-batches, each gradient weighted by its share of the batch: the same update as
+      // the whole batch (see TrainOptions.accumSteps), with 1/N of its activations alive
+      const n = batch.labels.length;
+      value = tf.scalar(0);
+      gradMap = new Map();
+      for (let i = 0, start = 0; i < accum; i++) {
+        const size = Math.floor(n / accum) + (i < n % accum ? 1 : 0);
+        const micro: TrainBatch = {
+          images: tf.slice(batch.images, [start, 0, 0, 0], [size, -1, -1, -1]),
+          labels: batch.labels.slice(start, start + size),
+        };
+        start += size;
+        const w = size / n;
+        const mk: Record<string, tf.Scalar> = {};
+        try {
+          const r = microStep(run, step, lr, micro, mk);
+          const scaled = new Map<string, tf.Tensor>();
+          for (const [k, g] of r.grads) {
+            const prev = gradMap.get(k);
+            scaled.set(k, tf.tidy(() => prev ? tf.add(prev, tf.mul(g, w)) : tf.mul(g, w)));
+          }
+          tf.dispose([...gradMap.values(), ...r.grads.values()]);
+          gradMap = scaled;
+          const v = tf.tidy(() => tf.add(value, tf.mul(r.value, w)) as tf.Scalar);
+          tf.dispose([value, r.value]);
+          value = v;
+          for (const [k, t] of Object.entries(mk)) {
+            const acc = tf.tidy(() => kept[k] ? tf.add(kept[k], tf.mul(t, w)) : tf.mul(t, w));
+            tf.dispose([t, kept[k]]);
+            kept[k] = acc as tf.Scalar;
+          }
+        } finally {
+          micro.images.dispose();
         }
       }
-      return total;
-    }, vars);
-    const gradMap = new Map<string, tf.Tensor>();
-    for (const [vn, g] of Object.entries(grads)) gradMap.set(byVarName.get(vn)!, g);
+    }
     const want = run.options.gradNorms === true
       ? run.trainable
       : (run.options.gradNorms || []) as string[];

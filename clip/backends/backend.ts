@@ -86,7 +86,9 @@ export function nodeImportError(pkg: string, e: unknown): string {
       `download libtensorflow (deno install --allow-scripts=npm:@tensorflow/${pkg}; offline: ` +
       `TFJS_NODE_CDN_STORAGE / scripts/custom-binary.json, see README "GPU")`;
   }
-  const lib = msg.match(/(lib(?:cudart|cudnn|cublas|cufft|curand|cusolver|cusparse)[\w.]*\.so[\w.]*)/);
+  const lib = msg.match(
+    /(lib(?:cudart|cudnn|cublas|cufft|curand|cusolver|cusparse)[\w.]*\.so[\w.]*)/,
+  );
   if (lib) {
     return `${pkg}: ${lib[1]} not found — libtensorflow 2.9.1 needs CUDA 11.2 and cuDNN 8.1 ` +
       `on LD_LIBRARY_PATH (${msg})`;

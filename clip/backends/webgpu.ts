@@ -117,7 +117,9 @@ interface WebGpuModule {
   WebGPUBackend: new (device: GPUDevice, adapterInfo?: GPUAdapterInfo) => KernelBackend;
 }
 
-let registered: Promise<{ ok: boolean; detail: string; summary?: WebGpuAdapterSummary }> | undefined;
+let registered:
+  | Promise<{ ok: boolean; detail: string; summary?: WebGpuAdapterSummary }>
+  | undefined;
 
 /**
  * Load `@tensorflow/tfjs-backend-webgpu` (its kernels) and register the `webgpu` backend with the
