@@ -20,7 +20,8 @@ import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
-import { readableOnHost } from "../clip/backends/webgpu.ts";
+import { deviceStorageLimit, readableOnHost } from "../clip/backends/webgpu.ts";
+import { checkDeviceLimits } from "./device_limits.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
 import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
@@ -457,6 +458,32 @@ function accumSteps(run: TrainRun, batch: TrainBatch): number {
   return n;
 }
 
+const preflightDone = new WeakMap<TrainRun, string>();
+
+/**
+ * On a device with a storage-binding limit (webgpu), fail before the step when one of its
+ * tensors cannot fit ({@link checkDeviceLimits}); checked once per batch shape.
+ */
+function preflight(run: TrainRun, n: number, accum: number): void {
+  const limit = deviceStorageLimit();
+  if (limit === undefined) return;
+  const micro = Math.ceil(n / accum);
+  const key = `${micro}/${n}/${limit}`;
+  if (preflightDone.get(run) === key) return;
+  const mode = run.options.trainMode ?? "whole";
+  checkDeviceLimits(
+    run.model.config,
+    {
+      batch: micro,
+      texts: usesHead(mode) ? 0 : run.task.textTokens.shape[0],
+      tokenEmbeddingTrained: run.trainable.includes("token_embedding.weight"),
+    },
+    limit,
+    n,
+  );
+  preflightDone.set(run, key);
+}
+
 /** Run one optimizer step; returns its record. */
 export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
   const schedule = run.options.schedule ??
@@ -468,6 +495,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     for (const p of run.parts) await p.prepare?.(run, step, batch);
     run.model.training = true;
     const accum = accumSteps(run, batch);
+    preflight(run, batch.labels.length, accum);
     const kept: Record<string, tf.Scalar> = {};
     let value: tf.Scalar;
     let gradMap: Map<string, tf.Tensor>;
