@@ -20,7 +20,7 @@ import { tf } from "../clip/backends/tf.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
-import { deviceStorageLimit, readableOnHost } from "../clip/backends/webgpu.ts";
+import { deviceStorageLimit, readableOnHost, watchDeviceErrors } from "../clip/backends/webgpu.ts";
 import { checkDeviceLimits } from "./device_limits.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
@@ -458,6 +458,44 @@ function accumSteps(run: TrainRun, batch: TrainBatch): number {
   return n;
 }
 
+/**
+ * A training step failed on the device (out of memory, or a validation error such as a binding
+ * over the limit) and was not applied: the weights and optimizer state are those before `step`,
+ * so a checkpoint saved now resumes at `step`. The message says which batch split would fit.
+ */
+export class DeviceStepError extends Error {
+  /** `out-of-memory` or `validation`. */
+  readonly kind: "out-of-memory" | "validation";
+  /** The step that was not applied. */
+  readonly step: number;
+  /** A suggested `--accum-steps` (twice the current one, capped at the batch size). */
+  readonly suggestedAccumSteps: number;
+  /** Build the error (see the class doc). */
+  constructor(
+    kind: "out-of-memory" | "validation",
+    driverMessage: string,
+    batch: number,
+    accum: number,
+    step: number,
+  ) {
+    const next = Math.min(batch, accum * 2);
+    const micro = Math.ceil(batch / next);
+    super(
+      `device ${kind} error at step ${step} (batch ${batch}, ${accum} micro-batch${
+        accum > 1 ? "es" : ""
+      } of ≤${Math.ceil(batch / accum)}): ${driverMessage.split("\n")[0]}; the step was not ` +
+        `applied. ` +
+        (kind === "out-of-memory"
+          ? `Try --accum-steps ${next} (micro-batches of ≤${micro}, same update) or --batch-size ${micro}.`
+          : `A tensor may exceed the device's binding limit: try --accum-steps ${next}.`),
+    );
+    this.name = "DeviceStepError";
+    this.kind = kind;
+    this.step = step;
+    this.suggestedAccumSteps = next;
+  }
+}
+
 const preflightDone = new WeakMap<TrainRun, string>();
 
 /**
@@ -491,11 +529,13 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
   const lr = schedule(step);
   run.optimizer.lr = lr;
   const batch = await run.task.batch(step);
+  let deviceErrors: ReturnType<typeof watchDeviceErrors>;
   try {
     for (const p of run.parts) await p.prepare?.(run, step, batch);
     run.model.training = true;
     const accum = accumSteps(run, batch);
     preflight(run, batch.labels.length, accum);
+    deviceErrors = watchDeviceErrors();
     const kept: Record<string, tf.Scalar> = {};
     let value: tf.Scalar;
     let gradMap: Map<string, tf.Tensor>;
@@ -538,6 +578,14 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
         }
       }
     }
+    if (deviceErrors) {
+      // before the update: a step whose buffers could not be allocated computed garbage
+      const err = await deviceErrors();
+      if (err) {
+        tf.dispose([value, ...gradMap.values(), ...Object.values(kept)]);
+        throw new DeviceStepError(err.kind, err.message, batch.labels.length, accum, step);
+      }
+    }
     const want = run.options.gradNorms === true
       ? run.trainable
       : (run.options.gradNorms || []) as string[];
@@ -554,13 +602,14 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     }
     run.optimizer.step(run.params, gradMap);
     const losses: Record<string, number> = {};
-    // asynchronous reads: synchronous ones are impossible on webgpu (and stall any device)
-    for (const [k, t] of Object.entries(kept)) {
-      losses[k] = (await t.data())[0];
-      t.dispose();
-    }
-    losses.total = (await value.data())[0];
-    value.dispose();
+    // one asynchronous read of every loss value: the step's only download (synchronous reads
+    // are impossible on webgpu, and each read stalls a device)
+    const names = Object.keys(kept);
+    const packed = tf.tidy(() => tf.stack([...names.map((k) => kept[k]), value]));
+    const vals = await packed.data();
+    names.forEach((k, i) => losses[k] = vals[i]);
+    losses.total = vals[names.length];
+    tf.dispose([packed, value, ...Object.values(kept)]);
     for (const g of gradMap.values()) g.dispose();
     run.model.training = false;
     for (const p of run.parts) await p.afterStep?.(run, step);
@@ -568,6 +617,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
   } finally {
     run.model.training = false;
     batch.images.dispose();
+    await deviceErrors?.(); // close the error scopes if the step threw before checking them
   }
 }
 

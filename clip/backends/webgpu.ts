@@ -223,3 +223,35 @@ export async function readableOnHost(tensors: Iterable<tf.Tensor>): Promise<void
   if (tf.getBackend() !== WEBGPU) return;
   for (const t of tensors) if (!t.isDisposed) await t.data();
 }
+
+/** A device error caught during a training step (out of memory, or a validation failure). */
+export interface DeviceErrorReport {
+  /** `out-of-memory` or `validation`. */
+  kind: "out-of-memory" | "validation";
+  /** The driver's message. */
+  message: string;
+}
+
+/**
+ * On webgpu, open error scopes for out-of-memory and validation errors (WebGPU reports neither
+ * as an exception: a failed buffer allocation silently yields an invalid buffer and wrong
+ * numbers). Returns the function that closes them and resolves to the first error (idempotent),
+ * or undefined when webgpu is not active.
+ */
+export function watchDeviceErrors(): (() => Promise<DeviceErrorReport | null>) | undefined {
+  if (tf.getBackend() !== WEBGPU) return undefined;
+  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+  if (!device) return undefined;
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
+  let closed = false;
+  return async () => {
+    if (closed) return null; // closing twice is a no-op (the loop closes again in `finally`)
+    closed = true;
+    const validation = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    if (oom) return { kind: "out-of-memory", message: oom.message };
+    if (validation) return { kind: "validation", message: validation.message };
+    return null;
+  };
+}

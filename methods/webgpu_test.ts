@@ -1,0 +1,162 @@
+/**
+ * The webgpu backend in training: memory stays flat, device errors end a step unapplied, the
+ * backend line names the adapter. Runs wherever a WebGPU adapter loads (CI: Mesa's lavapipe);
+ * skipped loudly elsewhere.
+ */
+import { tf } from "../clip/backends/tf.ts";
+import { availableBackends, backendReport, initBackend } from "../clip/backends/backend.ts";
+import { buildClip, randomStateDict } from "../clip/model.ts";
+import { assert, assertEquals, TINY } from "./_testing.ts";
+import "./presets.ts";
+import { createRun, DeviceStepError, disposeRun, runSteps, type TrainTask } from "./train.ts";
+
+const HAS_WEBGPU = (await availableBackends({ includeByName: true })).includes("webgpu");
+if (!HAS_WEBGPU) {
+  console.warn(
+    "%cSKIPPING webgpu training tests: no WebGPU adapter (apt-get install mesa-vulkan-drivers)",
+    "color: red; font-weight: bold",
+  );
+}
+
+function tokens(rows: number[][]): tf.Tensor2D {
+  return tf.tensor2d(
+    rows.map((r) => {
+      const t = [30, ...r, 31];
+      while (t.length < TINY.contextLength) t.push(0);
+      return t;
+    }),
+    undefined,
+    "int32",
+  );
+}
+
+function tinyTask(): TrainTask {
+  return {
+    name: "webgpu",
+    classnames: ["a", "b"],
+    textTokens: tokens([[1, 2], [3]]),
+    batch: (s) =>
+      Promise.resolve({
+        images: tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", s) as tf.Tensor4D,
+        labels: [s % 2, (s + 1) % 2],
+      }),
+  };
+}
+
+async function onWebGpu(fn: () => Promise<void>): Promise<void> {
+  await tf.ready();
+  const before = tf.getBackend();
+  await initBackend({ prefer: "webgpu", quiet: true });
+  assertEquals(tf.getBackend(), "webgpu");
+  try {
+    await fn();
+  } finally {
+    await tf.setBackend(before);
+  }
+}
+
+Deno.test({
+  name: "webgpu: the backend line names the adapter, fallback or not, and its buffer limits",
+  ignore: !HAS_WEBGPU,
+  fn: () =>
+    onWebGpu(() => {
+      const line = backendReport().find((s) => s.name === "webgpu")!;
+      assertEquals(line.state, "active");
+      for (const s of ["vendor", "architecture", "adapter", "max storage binding", "max buffer"]) {
+        assert(line.detail.includes(s), `"${s}" missing in: ${line.detail}`);
+      }
+      return Promise.resolve();
+    }),
+});
+
+Deno.test({
+  name: "webgpu: tf.memory() bytes and tensors stay flat over 200 ZSCL steps (tiny ViT)",
+  ignore: !HAS_WEBGPU,
+  fn: () =>
+    onWebGpu(async () => {
+      const model = buildClip(randomStateDict(TINY, 11));
+      const task = tinyTask();
+      const refTexts = tokens([[4], [5, 6], [7]]);
+      type Mem = { numTensors: number; numBytes: number; numBytesInGPU?: number };
+      const snaps: Mem[] = [];
+      const run = await createRun(model, task, {
+        iterations: 200,
+        lr: 1e-4,
+        warmupLength: 10,
+        finalStep: false,
+        method: "ZSCL",
+        methodOptions: {
+          labelSmoothing: 0.1,
+          we: true,
+          avgFreq: 5,
+          T: 2,
+          refTexts,
+          refImages: (s: number) =>
+            Promise.resolve(tf.randomNormal([3, 16, 16, 3], 0, 1, "float32", 1000 + s)),
+        },
+        onStep: (rec) => {
+          if (rec.step === 19 || rec.step === 199) snaps.push(tf.memory() as Mem);
+        },
+      });
+      const t0 = performance.now();
+      await runSteps(run);
+      const ms = (performance.now() - t0) / 200;
+      console.log(
+        `webgpu ZSCL: ${ms.toFixed(0)} ms/step; step 20 → 200: tensors ${snaps[0].numTensors} → ` +
+          `${snaps[1].numTensors}, bytes ${snaps[0].numBytes} → ${snaps[1].numBytes}, GPU bytes ` +
+          `${snaps[0].numBytesInGPU} → ${snaps[1].numBytesInGPU}`,
+      );
+      assertEquals(snaps[1].numTensors, snaps[0].numTensors, "tensor count grew");
+      assertEquals(snaps[1].numBytes, snaps[0].numBytes, "bytes grew");
+      assertEquals(snaps[1].numBytesInGPU, snaps[0].numBytesInGPU, "GPU bytes grew");
+      disposeRun(run);
+      tf.dispose([task.textTokens, refTexts]);
+      model.dispose();
+    }),
+});
+
+Deno.test({
+  name: "webgpu: a device error inside a step ends it unapplied, with a batch split that would fit",
+  ignore: !HAS_WEBGPU,
+  fn: () =>
+    onWebGpu(async () => {
+      const model = buildClip(randomStateDict(TINY, 11));
+      const task = tinyTask();
+      const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+      const before = new Map<string, number[]>();
+      for (const [k, v] of model.params) before.set(k, Array.from(await v.data()));
+      const run = await createRun(model, task, {
+        iterations: 1,
+        method: "finetune",
+        finalStep: false,
+        parts: [{
+          name: "bad-allocation",
+          loss(ctx) {
+            // a buffer over maxBufferSize: WebGPU reports it only through an error scope
+            device.createBuffer({
+              size: device.limits.maxBufferSize + 4,
+              usage: GPUBufferUsage.STORAGE,
+            });
+            return { zero: { value: tf.mul(ctx.logitScale, 0) as tf.Scalar, weight: 1 } };
+          },
+        }],
+      });
+      let err: unknown;
+      try {
+        await runSteps(run);
+      } catch (e) {
+        err = e;
+      }
+      disposeRun(run);
+      assert(err instanceof DeviceStepError, String(err));
+      assert(
+        err.message.includes("step 0") && err.message.includes("--accum-steps 2"),
+        err.message,
+      );
+      for (const [k, v] of model.params) {
+        assertEquals(Array.from(await v.data()), before.get(k), `${k} changed`);
+      }
+      task.textTokens.dispose();
+      model.dispose();
+    }),
+});
