@@ -132,7 +132,11 @@ export interface TrainPart {
    * replace entries (e.g. OGD's projection). A replaced gradient is disposed by the loop, and so
    * is the returned one. Runs after the gradient norms are recorded.
    */
-  transformGrads?(run: TrainRun, step: number, grads: Map<string, tf.Tensor>): void;
+  transformGrads?(
+    run: TrainRun,
+    step: number,
+    grads: Map<string, tf.Tensor>,
+  ): void | Promise<void>;
   /** Free what the part holds. */
   dispose?(): void;
   /**
@@ -597,7 +601,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     for (const p of run.parts) {
       if (!p.transformGrads) continue;
       const before = new Map(gradMap);
-      p.transformGrads(run, step, gradMap);
+      await p.transformGrads(run, step, gradMap);
       for (const [n, g] of before) if (gradMap.get(n) !== g) g.dispose();
     }
     run.optimizer.step(run.params, gradMap);

@@ -160,3 +160,59 @@ Deno.test({
       model.dispose();
     }),
 });
+
+Deno.test({
+  name: "webgpu: LoRA adapters with OGD (snapshots, then projection) train with no sync read",
+  ignore: !HAS_WEBGPU,
+  fn: () =>
+    onWebGpu(async () => {
+      const { injectLora, removeLora } = await import("../lora/lora.ts");
+      const { ogdPart } = await import("../ogd/part.ts");
+      const dir = await Deno.makeTempDir({ prefix: "webgpu_ogd_" });
+      const model = buildClip(randomStateDict(TINY, 11));
+      const task = tinyTask();
+      const lora = injectLora(model, { r: 2, dropout: 0 });
+      const extraParams = new Map([...lora.variables].map(([k, v]) => [`lora.${k}`, v]));
+      const start = tf.memory().numTensors;
+      try {
+        // task 1: record snapshots and write the basis
+        const track = (n: string) => n.startsWith("lora.");
+        const ogd1 = ogdPart({ snapshots: 3, saveDir: dir, track });
+        const run1 = await createRun(model, task, {
+          iterations: 4,
+          lr: 1e-3,
+          finalStep: false,
+          onlyExtra: true,
+          extraParams,
+          method: "finetune",
+          methodOptions: { labelSmoothing: 0.1, we: true, avgFreq: 2 },
+          parts: [ogd1],
+        });
+        await runSteps(run1);
+        disposeRun(run1);
+        assert(ogd1.savedPath !== undefined, "basis written");
+        // task 2: project the adapters' gradients against it
+        const ogd2 = ogdPart({ basisPaths: [ogd1.savedPath!], track });
+        const run2 = await createRun(model, task, {
+          iterations: 3,
+          lr: 1e-3,
+          finalStep: false,
+          onlyExtra: true,
+          extraParams,
+          method: "finetune",
+          parts: [ogd2],
+        });
+        const r = await runSteps(run2);
+        disposeRun(run2);
+        assertEquals(r.records.length, 3);
+        assert(r.records.every((x) => Number.isFinite(x.losses.total)), "finite losses");
+        assert(ogd2.tracked.length > 0, "adapters tracked");
+      } finally {
+        removeLora(model, lora);
+        task.textTokens.dispose();
+        model.dispose();
+        await Deno.remove(dir, { recursive: true });
+      }
+      assert(tf.memory().numTensors <= start, "tensors leaked");
+    }),
+});
