@@ -464,7 +464,8 @@ function accumSteps(run: TrainRun, batch: TrainBatch): number {
 
 /**
  * A training step failed on the device (out of memory, or a validation error such as a binding
- * over the limit) and was not applied: the weights and optimizer state are those before `step`,
+ * over the limit) and was not applied: the weights, BatchNorm statistics (rolled back) and
+ * optimizer state are those before `step`,
  * so a checkpoint saved now resumes at `step`. The message says which batch split would fit.
  */
 export class DeviceStepError extends Error {
@@ -534,12 +535,18 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
   run.optimizer.lr = lr;
   const batch = await run.task.batch(step);
   let deviceErrors: ReturnType<typeof watchDeviceErrors>;
+  let savedBuffers: (readonly [tf.Variable, tf.Tensor])[] = [];
   try {
     for (const p of run.parts) await p.prepare?.(run, step, batch);
     run.model.training = true;
     const accum = accumSteps(run, batch);
     preflight(run, batch.labels.length, accum);
     deviceErrors = watchDeviceErrors();
+    // BatchNorm buffers change in the forward pass: keep a copy to roll back an unapplied step
+    const buffers = deviceErrors
+      ? [...run.model.params].filter(([k]) => /running_(mean|var)$|num_batches_tracked$/.test(k))
+      : [];
+    savedBuffers = buffers.map(([, v]) => [v, tf.keep(v.clone())] as const);
     const kept: Record<string, tf.Scalar> = {};
     let value: tf.Scalar;
     let gradMap: Map<string, tf.Tensor>;
@@ -586,6 +593,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
       // before the update: a step whose buffers could not be allocated computed garbage
       const err = await deviceErrors();
       if (err) {
+        for (const [v, copy] of savedBuffers) v.assign(copy);
         tf.dispose([value, ...gradMap.values(), ...Object.values(kept)]);
         throw new DeviceStepError(err.kind, err.message, batch.labels.length, accum, step);
       }
@@ -622,6 +630,7 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     run.model.training = false;
     batch.images.dispose();
     await deviceErrors?.(); // close the error scopes if the step threw before checking them
+    tf.dispose(savedBuffers.map(([, copy]) => copy));
   }
 }
 

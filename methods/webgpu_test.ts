@@ -6,6 +6,7 @@
 import { tf } from "../clip/backends/tf.ts";
 import { availableBackends, backendReport, initBackend } from "../clip/backends/backend.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
+import type { ClipConfig } from "../clip/types.ts";
 import { assert, assertEquals, TINY } from "./_testing.ts";
 import "./presets.ts";
 import { createRun, DeviceStepError, disposeRun, runSteps, type TrainTask } from "./train.ts";
@@ -30,14 +31,24 @@ function tokens(rows: number[][]): tf.Tensor2D {
   );
 }
 
-function tinyTask(): TrainTask {
+/** A tiny ModifiedResNet CLIP (BatchNorm in training mode). */
+const TINY_RN: ClipConfig = {
+  ...TINY,
+  vision: "resnet",
+  imageResolution: 64,
+  visionLayers: [1, 1, 1, 1],
+  visionWidth: 8,
+  visionPatchSize: undefined,
+};
+
+function tinyTask(res = 16): TrainTask {
   return {
     name: "webgpu",
     classnames: ["a", "b"],
     textTokens: tokens([[1, 2], [3]]),
     batch: (s) =>
       Promise.resolve({
-        images: tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", s) as tf.Tensor4D,
+        images: tf.randomNormal([2, res, res, 3], 0, 1, "float32", s) as tf.Tensor4D,
         labels: [s % 2, (s + 1) % 2],
       }),
   };
@@ -115,51 +126,55 @@ Deno.test({
     }),
 });
 
-Deno.test({
-  name: "webgpu: a device error inside a step ends it unapplied, with a batch split that would fit",
-  ignore: !HAS_WEBGPU,
-  fn: () =>
-    onWebGpu(async () => {
-      const model = buildClip(randomStateDict(TINY, 11));
-      const task = tinyTask();
-      const device = (tf.backend() as unknown as { device: GPUDevice }).device;
-      const before = new Map<string, number[]>();
-      for (const [k, v] of model.params) before.set(k, Array.from(await v.data()));
-      const run = await createRun(model, task, {
-        iterations: 1,
-        method: "finetune",
-        finalStep: false,
-        parts: [{
-          name: "bad-allocation",
-          loss(ctx) {
-            // a buffer over maxBufferSize: WebGPU reports it only through an error scope
-            device.createBuffer({
-              size: device.limits.maxBufferSize + 4,
-              usage: GPUBufferUsage.STORAGE,
-            });
-            return { zero: { value: tf.mul(ctx.logitScale, 0) as tf.Scalar, weight: 1 } };
-          },
-        }],
-      });
-      let err: unknown;
-      try {
-        await runSteps(run);
-      } catch (e) {
-        err = e;
-      }
-      disposeRun(run);
-      assert(err instanceof DeviceStepError, String(err));
-      assert(
-        err.message.includes("step 0") && err.message.includes("--accum-steps 2"),
-        err.message,
-      );
-      for (const [k, v] of model.params) {
-        assertEquals(Array.from(await v.data()), before.get(k), `${k} changed`);
-      }
-      task.textTokens.dispose();
-      model.dispose();
-    }),
-});
+for (const vision of ["vit", "resnet"] as const) {
+  Deno.test({
+    name:
+      `webgpu: a device error inside a step ends it unapplied (${vision}), with a batch split that fits`,
+    ignore: !HAS_WEBGPU,
+    fn: () =>
+      onWebGpu(async () => {
+        const config = vision === "vit" ? TINY : TINY_RN;
+        const model = buildClip(randomStateDict(config, 11));
+        const task = tinyTask(config.imageResolution);
+        const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+        const before = new Map<string, number[]>();
+        for (const [k, v] of model.params) before.set(k, Array.from(await v.data()));
+        const run = await createRun(model, task, {
+          iterations: 1,
+          method: "finetune",
+          finalStep: false,
+          parts: [{
+            name: "bad-allocation",
+            loss(ctx) {
+              // a buffer over maxBufferSize: WebGPU reports it only through an error scope
+              device.createBuffer({
+                size: device.limits.maxBufferSize + 4,
+                usage: GPUBufferUsage.STORAGE,
+              });
+              return { zero: { value: tf.mul(ctx.logitScale, 0) as tf.Scalar, weight: 1 } };
+            },
+          }],
+        });
+        let err: unknown;
+        try {
+          await runSteps(run);
+        } catch (e) {
+          err = e;
+        }
+        disposeRun(run);
+        assert(err instanceof DeviceStepError, String(err));
+        assert(
+          err.message.includes("step 0") && err.message.includes("--accum-steps 2"),
+          err.message,
+        );
+        for (const [k, v] of model.params) {
+          assertEquals(Array.from(await v.data()), before.get(k), `${k} changed`);
+        }
+        task.textTokens.dispose();
+        model.dispose();
+      }),
+  });
+}
 
 Deno.test({
   name: "webgpu: LoRA adapters with OGD (snapshots, then projection) train with no sync read",
