@@ -222,6 +222,14 @@ Deno.test({
         assertEquals(r.records.length, 3);
         assert(r.records.every((x) => Number.isFinite(x.losses.total)), "finite losses");
         assert(ogd2.tracked.length > 0, "adapters tracked");
+        // the merged checkpoint (what the train CLI saves with LoRA) reads asynchronously
+        const { mergedStateDictAsync } = await import("../lora/lora.ts");
+        const sd = await mergedStateDictAsync(model, lora);
+        assertEquals(sd.size, model.params.size);
+        const key = lora.adapters[0].weightKey;
+        const base = await model.params.get(key)!.data();
+        const merged = sd.get(key)!.data as Float32Array;
+        assert(merged.some((x, i) => x !== base[i]), "trained adapters change the merged weight");
       } finally {
         removeLora(model, lora);
         task.textTokens.dispose();

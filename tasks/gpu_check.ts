@@ -21,6 +21,7 @@ export const GPU_CHECK_TESTS: readonly string[] = [
   "clip/model_test.ts",
   "methods/parity_test.ts",
   "methods/accum_test.ts",
+  "methods/evaluate_test.ts",
   "methods/device_limits_test.ts",
   "methods/webgpu_test.ts",
 ];
