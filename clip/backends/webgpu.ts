@@ -18,6 +18,15 @@
  *   through an OffscreenCanvas 2D context that Deno lacks. We make them throw an error saying to
  *   use `await t.data()`, instead of tfjs's `Cannot read properties of null (reading 'clearRect')`.
  *
+ * **What runs on the host.** No op of a training step: with `WEBGPU_CPU_FORWARD` off, the
+ * backend's own CPU paths are left for string and complex tensors, `Tile` of rank ≥ 5, the sparse
+ * and ragged ops and `NonMaxSuppression`, none of which CLIP training uses (the sync-read guard
+ * below would throw if one read a device tensor; the parity and training tests pass under it).
+ * Host transfers per step: uploads of the labels and of JS scalars, and one packed download of
+ * the loss values; besides, gradient norms when requested, OGD's gradient snapshots on snapshot
+ * steps, and checkpoints. AdamW uses its tensor path (the fused host loop is for the CPU
+ * backends only).
+ *
  * By default only a real GPU is used ({@link WebGpuAdapterSummary.fallback} false); a software
  * adapter such as Mesa's lavapipe (`llvmpipe`) is used only when asked for by name, which is how
  * the parity tests run in CI.
