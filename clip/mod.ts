@@ -19,6 +19,7 @@
 export * from "./formats/state_dict.ts";
 export type * from "./types.ts";
 export * from "./backends/backend.ts";
+export * from "./backends/webgpu.ts";
 export * from "./model.ts";
 export * from "./zeroshot.ts";
 export * from "./load.ts";
