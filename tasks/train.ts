@@ -17,6 +17,7 @@
 import { parseArgs } from "./cli.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { initBackend } from "../clip/backends/backend.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import { loadClip, tokenizerMeta } from "../clip/load.ts";
 import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
@@ -53,7 +54,7 @@ import {
   injectLora,
   loraParameterCounts,
   type LoraState,
-  mergedStateDict,
+  mergedStateDictAsync,
   removeLora,
 } from "../lora/lora.ts";
 import { ogdPart } from "../ogd/part.ts";
@@ -545,8 +546,10 @@ export async function runTrain(
       };
       // the model the reference saves: the weight-ensembled one with --we / --we_wise
       const weights = weightsToSave(run);
+      // webgpu reads only asynchronously: fetch what the synchronous copies below read
+      await readableOnHost([...weights.values(), ...(lora?.variables.values() ?? [])]);
       // With LoRA, the adapters are merged into the base weights (reference key names).
-      const sd = lora ? mergedStateDict(model, lora) : modelSd(weights);
+      const sd = lora ? await mergedStateDictAsync(model, lora) : modelSd(weights);
       if (lora && a["lora-save-adapters"]) {
         const ap = `${saveDir}/${dsName}.lora.safetensors`;
         await saveCheckpoint(ap, adapterStateDict(lora), {
