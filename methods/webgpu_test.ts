@@ -10,6 +10,7 @@ import type { ClipConfig } from "../clip/types.ts";
 import { assert, assertEquals, TINY } from "./_testing.ts";
 import "./presets.ts";
 import { createRun, DeviceStepError, disposeRun, runSteps, type TrainTask } from "./train.ts";
+import { readTrainState, saveTrainState } from "./state.ts";
 
 const HAS_WEBGPU = (await availableBackends({ includeByName: true })).includes("webgpu");
 if (!HAS_WEBGPU) {
@@ -161,12 +162,23 @@ for (const vision of ["vit", "resnet"] as const) {
         } catch (e) {
           err = e;
         }
-        disposeRun(run);
         assert(err instanceof DeviceStepError, String(err));
         assert(
           err.message.includes("step 0") && err.message.includes("--accum-steps 2"),
           err.message,
         );
+        // what a CLI does on such an error: save the state, resumable at the failed step
+        const dir = await Deno.makeTempDir({ prefix: "webgpu_oom_" });
+        try {
+          await saveTrainState(`${dir}/state.safetensors`, run);
+          const { meta, stateDict } = await readTrainState(`${dir}/state.safetensors`);
+          assertEquals(meta.step, err.step);
+          const key = "logit_scale";
+          assertEquals(Array.from(stateDict.get(`model.${key}`)!.data), before.get(key));
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+        disposeRun(run);
         for (const [k, v] of model.params) {
           assertEquals(Array.from(await v.data()), before.get(k), `${k} changed`);
         }
