@@ -18,6 +18,7 @@ import { describeAdapter, probeWebGpu } from "../clip/backends/webgpu.ts";
 /** The webgpu parity and training tests. */
 export const GPU_CHECK_TESTS: readonly string[] = [
   "clip/backends/webgpu_test.ts",
+  "clip/backends/backend_test.ts",
   "clip/model_test.ts",
   "methods/parity_test.ts",
   "methods/accum_test.ts",
