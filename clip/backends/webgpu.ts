@@ -77,9 +77,26 @@ function maxLimits(adapter: GPUAdapter): Record<string, number> {
   return out;
 }
 
+/**
+ * Deno's WebGPU prints "XDG_RUNTIME_DIR is invalid or not set" (twice) when the variable is
+ * unset; only window surfaces use that directory, compute never does. Set it for this process
+ * (to the temp dir) before the first adapter request, so that the automatic backend choice of a
+ * CLI run stays quiet. A value set by the user is left alone.
+ */
+function quietXdgWarning(): void {
+  try {
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) {
+      Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("TMPDIR") ?? "/tmp");
+    }
+  } catch {
+    // no --allow-env: the warning stays, nothing else changes
+  }
+}
+
 async function requestAdapter(): Promise<GPUAdapter | null> {
   const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
   if (!gpu) return null;
+  quietXdgWarning();
   return await gpu.requestAdapter({ powerPreference: "high-performance" });
 }
 
