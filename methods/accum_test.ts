@@ -182,3 +182,46 @@ Deno.test("accumSteps: invalid counts and whole-batch parts are refused, no upda
   textTokens.dispose();
   model.dispose();
 });
+
+Deno.test("accumSteps on a ResNet: BatchNorm sees each micro-batch (as PyTorch's accumulation)", async () => {
+  await initBackend({ prefer: "wasm", quiet: true });
+  const rn = {
+    ...TINY,
+    vision: "resnet" as const,
+    imageResolution: 64,
+    visionLayers: [1, 1, 1, 1],
+    visionWidth: 8,
+    visionPatchSize: undefined,
+  };
+  const tracked = async (accum: number) => {
+    const model = buildClip(randomStateDict(rn, 5));
+    const textTokens = tokens([[1, 2], [3]]);
+    const task: TrainTask = {
+      name: "accum-rn",
+      classnames: ["a", "b"],
+      textTokens,
+      batch: (s) =>
+        Promise.resolve({
+          images: tf.randomNormal([4, 64, 64, 3], 0, 1, "float32", s) as tf.Tensor4D,
+          labels: [0, 1, 1, 0],
+        }),
+    };
+    const run = await createRun(model, task, {
+      iterations: 2,
+      finalStep: false,
+      method: "finetune",
+      accumSteps: accum,
+    });
+    await runSteps(run);
+    const n = (await model.params.get("visual.bn1.num_batches_tracked")!.data())[0];
+    const mean = await model.params.get("visual.bn1.running_mean")!.data() as Float32Array;
+    disposeRun(run);
+    textTokens.dispose();
+    model.dispose();
+    return { n, mean };
+  };
+  const one = await tracked(1), two = await tracked(2);
+  // one forward per micro-batch: the running statistics move twice per step
+  assert(one.n === 2 && two.n === 4, `num_batches_tracked ${one.n}, ${two.n}`);
+  assert(relErr(one.mean, two.mean) > 1e-7, "micro-batch statistics differ from whole-batch ones");
+});
