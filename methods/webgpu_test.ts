@@ -5,6 +5,7 @@
  */
 import { tf } from "../clip/backends/tf.ts";
 import { availableBackends, backendReport, initBackend } from "../clip/backends/backend.ts";
+import { deviceStorageLimit, webGpuAdapter } from "../clip/backends/webgpu.ts";
 import { buildClip, randomStateDict } from "../clip/model.ts";
 import type { ClipConfig } from "../clip/types.ts";
 import { assert, assertEquals, TINY } from "./_testing.ts";
@@ -71,13 +72,24 @@ Deno.test({
   name: "webgpu: the backend line names the adapter, fallback or not, and its buffer limits",
   ignore: !HAS_WEBGPU,
   fn: () =>
-    onWebGpu(() => {
+    onWebGpu(async () => {
       const line = backendReport().find((s) => s.name === "webgpu")!;
       assertEquals(line.state, "active");
       for (const s of ["vendor", "architecture", "adapter", "max storage binding", "max buffer"]) {
         assert(line.detail.includes(s), `"${s}" missing in: ${line.detail}`);
       }
-      return Promise.resolve();
+      // the device got the adapter's maximum limits (tfjs 4.22 alone asks for six of them)
+      const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+      const adapter = webGpuAdapter()!;
+      assertEquals(device.limits.maxStorageBufferBindingSize, adapter.maxStorageBufferBindingSize);
+      assertEquals(device.limits.maxBufferSize, adapter.maxBufferSize);
+      assertEquals(deviceStorageLimit(), adapter.maxStorageBufferBindingSize);
+      // and the ones it never asks for (WebGPU's default for this one is 8)
+      const fresh = (await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }))!;
+      assertEquals(
+        device.limits.maxStorageBuffersPerShaderStage,
+        fresh.limits.maxStorageBuffersPerShaderStage,
+      );
     }),
 });
 
