@@ -159,7 +159,12 @@ export function registerWebGpuBackend(): Promise<
     if (!(globalThis.navigator as { gpu?: GPU } | undefined)?.gpu) {
       return { ok: false, detail: "navigator.gpu is absent in this runtime" };
     }
-    const s = await probeWebGpu();
+    let s: WebGpuAdapterSummary | null;
+    try {
+      s = await probeWebGpu();
+    } catch (e) {
+      return { ok: false, detail: `requestAdapter failed: ${(e as Error).message.split("\n")[0]}` };
+    }
     if (!s) {
       return {
         ok: false,
