@@ -207,7 +207,8 @@ export interface TrainOptions {
    * reference-image distillation, recomputed per micro-batch) this is the same update as one pass
    * over the whole batch, so a batch that does not fit the device can be taken in parts.
    * Not identical with BatchNorm in training mode (ModifiedResNet): batch statistics are those
-   * of each micro-batch, and the running statistics are updated N times per step. Parts with
+   * of each micro-batch, and the running statistics are updated N times per step (as PyTorch
+   * does when one accumulates gradients over N forward passes). Parts with
    * `wholeBatchOnly` (LwF) refuse N > 1.
    */
   accumSteps?: number;
@@ -464,9 +465,9 @@ function accumSteps(run: TrainRun, batch: TrainBatch): number {
 
 /**
  * A training step failed on the device (out of memory, or a validation error such as a binding
- * over the limit) and was not applied: the weights, BatchNorm statistics (rolled back) and
- * optimizer state are those before `step`,
- * so a checkpoint saved now resumes at `step`. The message says which batch split would fit.
+ * over the limit) and was not applied: the weights, the BatchNorm statistics (rolled back) and
+ * the optimizer state are those before `step`, so a training state saved now
+ * (`saveTrainState`) resumes at `step`. The message says which batch split would fit.
  */
 export class DeviceStepError extends Error {
   /** `out-of-memory` or `validation`. */
