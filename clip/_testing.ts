@@ -58,3 +58,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/**
+ * The backends a parity test runs on: `MTIL_BACKEND` alone when it is set; otherwise `defaults`
+ * plus `webgpu` whenever a WebGPU adapter loads (a software one such as lavapipe included, so that
+ * CI exercises the GPU code path). Test names carry the backend (`… on webgpu`).
+ */
+export async function parityBackends(defaults: string[]): Promise<string[]> {
+  const { availableBackends } = await import("./backends/backend.ts");
+  const env = Deno.env.get("MTIL_BACKEND");
+  if (env && env !== "auto") return [env];
+  const loadable = await availableBackends({ includeByName: true });
+  const out = defaults.filter((b) => loadable.includes(b));
+  if (loadable.includes("webgpu") && !out.includes("webgpu")) out.push("webgpu");
+  return out;
+}

@@ -382,6 +382,12 @@ export function blockedColumnSum(x: tf.Tensor, minRows = 64): tf.Tensor {
 }
 
 /**
+ * Backends whose reductions accumulate in float32 in long runs (wasm) or workgroup strides
+ * (webgpu): their BatchNorm statistics use {@link blockedColumnSum}.
+ */
+const BLOCKED_SUM_BACKENDS = new Set(["wasm", "webgpu"]);
+
+/**
  * `nn.BatchNorm2d` at `path` on NHWC `x`. Eval: running statistics. Training: batch statistics
  * (biased variance) normalise, and the running statistics are updated in place as PyTorch does
  * (momentum 0.1, unbiased variance; `num_batches_tracked` + 1).
@@ -401,7 +407,7 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
     const [n, h, w, ch] = x.shape;
     const count = n * h * w;
     let mean: tf.Tensor, variance: tf.Tensor;
-    if (tf.getBackend() === "wasm") {
+    if (BLOCKED_SUM_BACKENDS.has(tf.getBackend())) {
       const flat = tf.reshape(x, [count, ch]);
       mean = tf.div(blockedColumnSum(flat), count);
       variance = tf.div(blockedColumnSum(tf.square(tf.sub(flat, mean))), count);

@@ -19,6 +19,7 @@
 export * from "./formats/state_dict.ts";
 export type * from "./types.ts";
 export * from "./backends/backend.ts";
+export * from "./backends/webgpu.ts";
 export {
   attentionModulePaths,
   buildClip,
@@ -37,15 +38,21 @@ export {
 export * from "./zeroshot.ts";
 export { type InitRule, initRule, reinitializeClip } from "./init.ts";
 export {
+  checkWeights,
   type ClipInfo,
+  compareWeights,
   EMBEDDED_MODEL,
   EMBEDDED_MODEL_PATH,
+  formatWeightsReport,
   loadClip,
   type LoadClipOptions,
   type LoadedClip,
+  loadWeights,
+  type LoadWeightsOptions,
   type Preprocess,
   saveClip,
   tokenizerMeta,
+  type WeightsReport,
 } from "./load.ts";
 export * from "./formats/checkpoint.ts";
 export {

@@ -1,8 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { maxAbsDiff, readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
+import { maxAbsDiff, parityBackends, readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
 import { tf } from "./backends/tf.ts";
 import { readCheckpoint } from "./formats/checkpoint.ts";
-import { availableBackends } from "./backends/backend.ts";
+import { availableBackends, initBackend } from "./backends/backend.ts";
+import { readableOnHost } from "./backends/webgpu.ts";
 import {
   buildClip,
   type Clip,
@@ -90,45 +91,62 @@ const TINY_RN: ClipConfig = {
 };
 delete TINY_RN.visionPatchSize;
 
+/** Backends of the per-fixture parity tests: cpu, plus webgpu where an adapter loads (CI: lavapipe). */
+const FORWARD_BACKENDS = await parityBackends(["cpu"]);
+
 for (const name of FIXTURES) {
-  Deno.test({
-    name: `parity with PyTorch CLIP: ${name}`,
-    ignore: skipWithoutShared(),
-    fn: async () => {
-      const exp = expected(name);
-      const model = await fixtureModel(exp);
-      assertEquals(model.config, refConfig(exp.config));
-      const images = fixtureImages(exp);
-      const tokens = tf.tensor2d(exp.tokens, undefined, "int32");
-      const img = model.encodeImage(images);
-      const txt = model.encodeText(tokens);
-      const { logitsPerImage, logitsPerText } = model.forward(images, tokens);
-      assertEquals(img.shape, exp.image_features.shape);
-      assertEquals(txt.shape, exp.text_features.shape);
-      const e1 = maxAbsDiff(img.dataSync(), readF32(`fixtures/clip/${exp.image_features.file}`));
-      const e2 = maxAbsDiff(txt.dataSync(), readF32(`fixtures/clip/${exp.text_features.file}`));
-      const e3 = maxAbsDiff(
-        logitsPerImage.dataSync(),
-        readF32(`fixtures/clip/${exp.logits_per_image.file}`),
-      );
-      assert(e1 <= 1e-4, `image features max abs error ${e1}`);
-      assert(e2 <= 1e-4, `text features max abs error ${e2}`);
-      assert(e3 <= 1e-3, `logits max abs error ${e3}`);
-      assertEquals(
-        Array.from(logitsPerText.dataSync()),
-        Array.from(tf.tidy(() => tf.transpose(logitsPerImage)).dataSync()),
-      );
-      // state-dict keys, order and shapes equal the reference's
-      const sd = model.stateDict();
-      assertEquals([...sd].map(([k, v]) => [k, v.shape]), Object.entries(exp.state_dict_keys));
-      assertEquals(
-        stateDictShapes(model.config).map((e) => [e.key, e.shape]),
-        Object.entries(exp.state_dict_keys),
-      );
-      tf.dispose([images, tokens, img, txt, logitsPerImage, logitsPerText]);
-      model.dispose();
-    },
-  });
+  for (const backend of FORWARD_BACKENDS) {
+    Deno.test({
+      name: `parity with PyTorch CLIP: ${name} on ${backend}`,
+      ignore: skipWithoutShared(),
+      fn: async () => {
+        await tf.ready();
+        const before = tf.getBackend();
+        await initBackend({ prefer: backend, quiet: true });
+        assertEquals(tf.getBackend(), backend);
+        try {
+          await forwardParity(name);
+        } finally {
+          await tf.setBackend(before);
+        }
+      },
+    });
+  }
+}
+
+async function forwardParity(name: string): Promise<void> {
+  const exp = expected(name);
+  const model = await fixtureModel(exp);
+  assertEquals(model.config, refConfig(exp.config));
+  const images = fixtureImages(exp);
+  const tokens = tf.tensor2d(exp.tokens, undefined, "int32");
+  const img = model.encodeImage(images);
+  const txt = model.encodeText(tokens);
+  const { logitsPerImage, logitsPerText } = model.forward(images, tokens);
+  assertEquals(img.shape, exp.image_features.shape);
+  assertEquals(txt.shape, exp.text_features.shape);
+  // asynchronous reads: webgpu cannot read synchronously
+  const e1 = maxAbsDiff(await img.data(), readF32(`fixtures/clip/${exp.image_features.file}`));
+  const e2 = maxAbsDiff(await txt.data(), readF32(`fixtures/clip/${exp.text_features.file}`));
+  const e3 = maxAbsDiff(
+    await logitsPerImage.data(),
+    readF32(`fixtures/clip/${exp.logits_per_image.file}`),
+  );
+  assert(e1 <= 1e-4, `image features max abs error ${e1}`);
+  assert(e2 <= 1e-4, `text features max abs error ${e2}`);
+  assert(e3 <= 1e-3, `logits max abs error ${e3}`);
+  const transposed = tf.transpose(logitsPerImage);
+  assertEquals(Array.from(await logitsPerText.data()), Array.from(await transposed.data()));
+  // state-dict keys, order and shapes equal the reference's
+  await readableOnHost(model.params.values());
+  const sd = model.stateDict();
+  assertEquals([...sd].map(([k, v]) => [k, v.shape]), Object.entries(exp.state_dict_keys));
+  assertEquals(
+    stateDictShapes(model.config).map((e) => [e.key, e.shape]),
+    Object.entries(exp.state_dict_keys),
+  );
+  tf.dispose([images, tokens, img, txt, logitsPerImage, logitsPerText, transposed]);
+  model.dispose();
 }
 
 Deno.test({
@@ -150,10 +168,13 @@ Deno.test({
           const img = model.encodeImage(images);
           const txt = model.encodeText(tokens);
           const e1 = maxAbsDiff(
-            img.dataSync(),
+            await img.data(),
             readF32(`fixtures/clip/${exp.image_features.file}`),
           );
-          const e2 = maxAbsDiff(txt.dataSync(), readF32(`fixtures/clip/${exp.text_features.file}`));
+          const e2 = maxAbsDiff(
+            await txt.data(),
+            readF32(`fixtures/clip/${exp.text_features.file}`),
+          );
           assert(e1 <= 1e-4 && e2 <= 1e-4, `${backend} ${name}: errors ${e1}, ${e2}`);
           tf.dispose([images, tokens, img, txt]);
           model.dispose();

@@ -16,6 +16,7 @@
  */
 import { mulberry32 } from "../datasets/rng.ts";
 import { tf } from "../clip/backends/tf.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 
@@ -303,6 +304,25 @@ export function loraDeltas(model: ClipModel, state: LoraState): Map<string, tf.T
     out.set(a.weightKey, d);
   }
   return out;
+}
+
+/**
+ * {@link mergedStateDict} with asynchronous reads: works on every backend, webgpu included
+ * (where synchronous reads are impossible).
+ */
+export async function mergedStateDictAsync(model: ClipModel, state: LoraState): Promise<StateDict> {
+  await readableOnHost([...model.params.values(), ...state.variables.values()]);
+  const sd = model.stateDict();
+  const deltas = loraDeltas(model, state);
+  for (const [key, d] of deltas) {
+    const t = sd.get(key)!;
+    const dd = await d.data();
+    const data = Float32Array.from(t.data as Float32Array);
+    for (let i = 0; i < data.length; i++) data[i] += dd[i];
+    sd.set(key, { ...t, data });
+    d.dispose();
+  }
+  return sd;
 }
 
 /**

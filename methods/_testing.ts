@@ -4,6 +4,15 @@
  *
  * @module
  */
+import {
+  type BaseMethodOptions,
+  baseParts,
+  type LwfOptions,
+  lwfPart,
+  type ZsclOptions,
+  zsclPart,
+} from "./presets.ts";
+import type { TrainPart } from "./train.ts";
 import nodeAssert from "node:assert";
 import type { ClipConfig } from "../clip/types.ts";
 
@@ -87,4 +96,19 @@ export function assertThrows(fn: () => unknown, includes?: string): void {
     }
   }
   if (!threw) throw new Error("expected a throw");
+}
+
+/**
+ * The parts of a method by its reference name, from one bag of options (the engine-level form of
+ * `finetune()`, `zscl(…)`, `lwf()`: common parts plus the method's own), for engine tests.
+ */
+export function methodParts(
+  name: "finetune" | "ZSCL" | "lwf" | string,
+  options: Record<string, unknown> = {},
+): TrainPart[] {
+  const base = baseParts(options as BaseMethodOptions);
+  if (name === "ZSCL") return [...base, zsclPart(options as unknown as ZsclOptions)];
+  if (name === "lwf") return [...base, lwfPart(options as LwfOptions)];
+  if (name === "finetune") return base;
+  throw new Error(`methodParts: unknown method ${name}`);
 }

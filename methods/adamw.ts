@@ -39,7 +39,11 @@ export interface AdamWState {
   steps: Record<string, number>;
 }
 
-/** Backends whose tensors live in host memory: there one fused loop replaces 13 tensor ops. */
+/**
+ * Backends whose tensors live in host memory: there one fused loop replaces 13 tensor ops.
+ * Never `webgpu` (or `wasm`, `tensorflow`): on a device the loop would download and upload every
+ * parameter each step; the tensor path keeps the update on the device.
+ */
 const HOST_BACKENDS = new Set(["cpu", "cpu-blas"]);
 
 /**
@@ -179,6 +183,11 @@ export class AdamW {
       });
       this.#steps.set(k, state.steps[k] ?? 0);
     }
+  }
+
+  /** The moment variables (for {@link readableOnHost} before {@link AdamW.getState}). */
+  stateTensors(): tf.Variable[] {
+    return [...this.#m.values(), ...this.#v.values()];
   }
 
   /** Number of parameters that have optimizer state. */

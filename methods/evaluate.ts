@@ -93,6 +93,23 @@ export function topkHits(logits: tf.Tensor2D, labels: ArrayLike<number>, k = 5):
   const idx = tf.tidy(() => tf.topk(logits, kk).indices);
   const rows = idx.arraySync() as number[][];
   idx.dispose();
+  return countHits(rows, labels);
+}
+
+/** {@link topkHits} with an asynchronous read (every backend, webgpu included). */
+export async function topkHitsAsync(
+  logits: tf.Tensor2D,
+  labels: ArrayLike<number>,
+  k = 5,
+): Promise<[number, number]> {
+  const kk = Math.min(k, logits.shape[1]);
+  const idx = tf.tidy(() => tf.topk(logits, kk).indices);
+  const rows = await idx.array() as number[][];
+  idx.dispose();
+  return countHits(rows, labels);
+}
+
+function countHits(rows: number[][], labels: ArrayLike<number>): [number, number] {
   let h1 = 0, hk = 0;
   rows.forEach((r, i) => {
     if (r[0] === labels[i]) h1++;
@@ -152,7 +169,7 @@ export async function evaluateDataset(
       }
       b.images.dispose();
       b.labels.dispose();
-      const [a, c] = topkHits(logits, labels.slice(0, take));
+      const [a, c] = await topkHitsAsync(logits, labels.slice(0, take));
       logits.dispose();
       h1 += a;
       h5 += c;

@@ -171,6 +171,7 @@ export const TRAIN_FLAG_SPECS: FlagSpecs = {
   "ogd-energy": { above: 0, max: 1 },
   "workers": { integer: true, min: 0, max: 256 },
   "start-iteration": INT0,
+  "accum-steps": INT1,
   "max-evaluation-size": INT1,
   "n-class": INT1,
 };

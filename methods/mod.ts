@@ -31,6 +31,7 @@ export * from "./params.ts";
 export * from "./ensemble.ts";
 export * from "./icarl.ts";
 export * from "./train.ts";
+export * from "./device_limits.ts";
 export * from "./presets.ts";
 export * from "./state.ts";
 export * from "./evaluate.ts";

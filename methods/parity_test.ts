@@ -7,7 +7,7 @@ import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { buildClip } from "../clip/model.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { loadTokenizer, tokenize } from "../clip/tokenizers/tokenizer.ts";
-import { readF32, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
+import { parityBackends, readF32, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
 import { assert } from "./_testing.ts";
 import { baseParts, zsclPart } from "./presets.ts";
 import { torchNormF32 } from "./_torch_norm.ts";
@@ -91,7 +91,7 @@ const TERMS: Record<string, string> = {
  * gradient reproduces the reference's number to 8e-7 under this reduction (and under PyTorch
  * itself, checked by hand); `l2NormF64` stays the library's reporting norm.
  */
-const norm = (t: tf.Tensor) => torchNormF32(t.dataSync(), 8);
+const norm = async (t: tf.Tensor) => torchNormF32(await t.data(), 8);
 /** Relative tolerance on gradient norms (the issue's bar). */
 const GRAD_TOL = 1e-3;
 /** Relative tolerance on final parameter norms. */
@@ -132,10 +132,13 @@ function tolerances(model: string, method: string, step: number): Tolerances {
   return STRICT;
 }
 
-// wasm has the fast scatter-add gradient of the token embedding; cpu/cpu-blas take minutes
-await initBackend({ prefer: "wasm", quiet: true });
+// wasm has the fast scatter-add gradient of the token embedding; cpu/cpu-blas take minutes.
+// webgpu (any adapter, lavapipe included) is added whenever it loads; MTIL_BACKEND picks one.
+const BACKENDS = await parityBackends(["wasm"]);
 
-async function parity(file: string, method: string) {
+async function parity(file: string, method: string, backend: string) {
+  await initBackend({ prefer: backend, quiet: true });
+  if (tf.getBackend() !== backend) throw new Error(`backend ${backend} did not activate`);
   const dir = "fixtures/clip";
   const fx: Fixture = JSON.parse(await Deno.readTextFile(sharedPath(`${dir}/${file}`)));
   const model = fx.model;
@@ -160,6 +163,8 @@ async function parity(file: string, method: string) {
   const names = Object.keys(expected.steps[0].grad_norms);
   const start = tf.memory().numTensors;
   const refNorms: Record<string, number>[] = [];
+  // gradients copied inside the (synchronous) hook, read asynchronously after the step
+  const pending = new Map<number, Map<string, tf.Tensor>>();
   const { records, run } = await train(clip, task, {
     iterations: fx.setup.steps,
     lr: r.lr,
@@ -181,10 +186,18 @@ async function parity(file: string, method: string) {
       {
         name: "reference-norms",
         transformGrads(_run, step, grads) {
-          refNorms[step] = Object.fromEntries(names.map((n) => [n, norm(grads.get(n)!)]));
+          pending.set(step, new Map(names.map((n) => [n, tf.keep(grads.get(n)!.clone())])));
         },
       },
     ],
+    onStep: async (rec) => {
+      const copies = pending.get(rec.step)!;
+      const out: Record<string, number> = {};
+      for (const [n, g] of copies) out[n] = await norm(g);
+      refNorms[rec.step] = out;
+      tf.dispose([...copies.values()]);
+      pending.delete(rec.step);
+    },
   });
   try {
     assert(records.length === expected.steps.length, "step count");
@@ -214,7 +227,7 @@ async function parity(file: string, method: string) {
         expect(e <= tol.grad, `step ${i} grad ‖${n}‖: rel err ${e.toExponential(2)} > ${tol.grad}`);
       }
     });
-    const check = (
+    const check = async (
       got: ReadonlyMap<string, tf.Tensor>,
       values: Record<string, number[]>,
       norms: Record<string, number>,
@@ -222,7 +235,7 @@ async function parity(file: string, method: string) {
     ) => {
       const tol = tolerances(model, method, expected.steps.length);
       for (const [k, v] of Object.entries(values)) {
-        const d = got.get(k)!.dataSync();
+        const d = await got.get(k)!.data();
         assert(d.length >= v.length, `${what} ${k} size`);
         v.forEach((x, j) => {
           const e = Math.abs(d[j] - x);
@@ -236,23 +249,25 @@ async function parity(file: string, method: string) {
           // a key bias cannot change the attention (softmax is shift-invariant), so its gradient
           // is rounding noise in any implementation and Adam turns it into ±lr moves of random
           // sign: its value carries no information. Bound: the total movement Adam allows.
-          e = Math.abs(norm(p) - nv);
+          e = Math.abs(await norm(p) - nv);
           t = lrSum * Math.sqrt(p.size);
         } else if (k.endsWith("in_proj_bias")) {
           // a third of it is the key bias (above): compare absolutely
-          e = Math.abs(norm(p) - nv);
+          e = Math.abs(await norm(p) - nv);
           t = 1e-4;
         } else {
-          e = rel(norm(p), nv);
+          e = rel(await norm(p), nv);
           t = tol.finalNorm;
         }
         expect(e <= t, `${what} ‖${k}‖: err ${e.toExponential(2)} > ${t.toExponential(2)}`);
       }
     };
-    check(clip.params, expected.final_params, expected.final_param_norms, "trained");
-    check(weightsToSave(run), expected.we_final_params, expected.we_final_param_norms, "WE");
+    await check(clip.params, expected.final_params, expected.final_param_norms, "trained");
+    await check(weightsToSave(run), expected.we_final_params, expected.we_final_param_norms, "WE");
     if (fails.length) {
-      throw new Error(`${model} ${method}: ${fails.length} mismatches\n${fails.join("\n")}`);
+      throw new Error(
+        `${model} ${method} on ${backend}: ${fails.length} mismatches\n${fails.join("\n")}`,
+      );
     }
   } finally {
     disposeRun(run);
@@ -277,11 +292,15 @@ for (const file of fixtureFiles()) {
     (JSON.parse(Deno.readTextFileSync(sharedPath(`fixtures/clip/${file}`))) as Fixture).cases,
   );
   for (const method of cases) {
-    Deno.test({
-      name: `step parity with the reference: ${file.replace(".train-steps.json", "")} ${method}`,
-      ignore: skipWithoutShared(),
-      fn: () => parity(file, method),
-    });
+    for (const backend of BACKENDS) {
+      Deno.test({
+        name: `step parity with the reference: ${
+          file.replace(".train-steps.json", "")
+        } ${method} on ${backend}`,
+        ignore: skipWithoutShared(),
+        fn: () => parity(file, method, backend),
+      });
+    }
   }
 }
 

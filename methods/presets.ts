@@ -226,6 +226,8 @@ export function lwfPart(o: LwfOptions = {}): TrainPart {
   const T = o.T ?? 2;
   return {
     name: "lwf",
+    // the transposed distillation normalises across the batch: no gradient accumulation
+    wholeBatchOnly: true,
     init(run) {
       teacherModel?.dispose();
       teacherModel = buildClip(run.model.stateDict());

@@ -28,6 +28,7 @@
  */
 import { readCheckpoint } from "../clip/formats/checkpoint.ts";
 import { checkWeights } from "../clip/load.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { Dataset } from "../datasets/types.ts";
@@ -147,6 +148,7 @@ export async function runSequence(
   }
   const level = o.log ?? "progress";
   const log = logger(level);
+  if (!o.zeroShot) await readableOnHost(model.params.values()); // webgpu: one async read
   const zeroShot: StateDict = o.zeroShot ?? model.stateDict();
   const lrs = Array.isArray(o.lr)
     ? o.lr as readonly number[]

@@ -31,6 +31,8 @@ export interface Optimizer {
   setState(state: OptimizerState): void;
   /** Free the state. */
   dispose(): void;
+  /** The state's tensors (to fetch them from a device before a synchronous save). */
+  stateTensors(): tf.Tensor[];
 }
 
 /** Hyperparameters of {@link Sgd}. */
@@ -68,6 +70,11 @@ export class Sgd implements Optimizer {
   }
 
   /** `p ← p − lr·d` with `d = g (+ wd·p)`, through the momentum buffer when momentum > 0. */
+  /** The momentum buffers (empty without momentum). */
+  stateTensors(): tf.Variable[] {
+    return [...this.#buf.values()];
+  }
+
   step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>): void {
     const { lr, momentum: mu, weightDecay: wd } = this;
     for (const [name, g] of grads) {

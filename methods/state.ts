@@ -9,6 +9,7 @@
  * @module
  */
 import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { tf } from "../clip/backends/tf.ts";
 import type { TrainRun } from "./train.ts";
@@ -55,6 +56,12 @@ export async function saveTrainState(
   run: TrainRun,
   extra: Record<string, unknown> = {},
 ): Promise<void> {
+  // webgpu has no synchronous reads: fetch everything the synchronous getters below read
+  await readableOnHost([
+    ...run.params.values(),
+    ...run.optimizer.stateTensors(),
+    ...run.parts.flatMap((p) => [...(p.weightsToSave?.()?.values() ?? [])]),
+  ]);
   const sd: StateDict = new Map();
   for (const [k, v] of run.params) {
     const data = v.dtype === "int32" ? v.dataSync() as Int32Array : v.dataSync() as Float32Array;

@@ -30,6 +30,8 @@ import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
 import type { Optimizer } from "./sgd.ts";
+import { deviceStorageLimit, readableOnHost, watchDeviceErrors } from "../clip/backends/webgpu.ts";
+import { checkDeviceLimits } from "./device_limits.ts";
 import { cosineLr, type LrSchedule } from "./schedule.ts";
 import { clipLogits, crossEntropy, l2ToStart, normalizeRows } from "./losses.ts";
 import { HEAD_PREFIX, selectTrainable, type TrainMode, usesHead } from "./params.ts";
@@ -145,9 +147,19 @@ export interface TrainPart {
    * replace entries (e.g. OGD's projection). A replaced gradient is disposed by the loop, and so
    * is the returned one. Runs after the gradient norms are recorded.
    */
-  transformGrads?(run: TrainRun, step: number, grads: Map<string, tf.Tensor>): void;
+  transformGrads?(
+    run: TrainRun,
+    step: number,
+    grads: Map<string, tf.Tensor>,
+  ): void | Promise<void>;
   /** Free what the part holds. */
   dispose?(): void;
+  /**
+   * The part's loss needs the whole batch in one pass (it normalises across the batch or uses
+   * per-example data prepared from the whole batch, as LwF's transposed distillation): gradient
+   * accumulation (`accumSteps` > 1) is refused with it.
+   */
+  readonly wholeBatchOnly?: boolean;
 }
 
 /** Options of {@link train}. */
@@ -221,6 +233,19 @@ export interface TrainOptions {
    * the step is applied (default true).
    */
   checkFinite?: boolean;
+  /**
+   * Gradient accumulation (`--accum-steps N`, default 1): each step's batch is split into N
+   * micro-batches (sizes differing by at most one), each forward/backward runs alone and the
+   * gradients are summed weighted by micro-batch size, then one optimizer update is taken. For
+   * losses that are means over the batch (cross-entropy) or independent of it (L2, ZSCL's
+   * reference-image distillation, recomputed per micro-batch) this is the same update as one pass
+   * over the whole batch, so a batch that does not fit the device can be taken in parts.
+   * Not identical with BatchNorm in training mode (ModifiedResNet): batch statistics are those
+   * of each micro-batch, and the running statistics are updated N times per step (as PyTorch
+   * does when one accumulates gradients over N forward passes). Parts with
+   * `wholeBatchOnly` (LwF) refuse N > 1.
+   */
+  accumSteps?: number;
 }
 
 /** Options of the linear head (see {@link TrainOptions.head}). */
@@ -392,6 +417,8 @@ export async function createRun(
     step: options.startStep ?? 0,
     parts,
   };
+  // parts' init copies the model synchronously (teachers, start weights): on webgpu fetch first
+  await readableOnHost(model.params.values());
   for (const p of parts) await p.init?.(run);
   return run;
 }
@@ -430,7 +457,15 @@ function makeContext(run: TrainRun, step: number, lr: number, batch: TrainBatch)
  * and are off by percents on millions of elements).
  */
 export function l2NormF64(t: tf.Tensor): number {
-  const d = t.dataSync();
+  return sumSquaresF64(t.dataSync());
+}
+
+/** {@link l2NormF64} with an asynchronous read (works on every backend, webgpu included). */
+export async function l2NormF64Async(t: tf.Tensor): Promise<number> {
+  return sumSquaresF64(await t.data());
+}
+
+function sumSquaresF64(d: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < d.length; i++) s += d[i] * d[i];
   return Math.sqrt(s);
@@ -460,11 +495,18 @@ export class NonFiniteError extends Error {
  * sum per gradient, read back together: NaN and ±Infinity propagate through a sum (a finite sum
  * of finite values that overflows float32 is reported too, and is as unusable).
  */
-function checkFinite(loss: tf.Scalar, grads: Map<string, tf.Tensor>, step: number): void {
+async function checkFinite(
+  loss: tf.Scalar,
+  grads: Map<string, tf.Tensor>,
+  step: number,
+): Promise<void> {
   const names = [...grads.keys()];
-  const sums = tf.tidy(() =>
-    tf.stack([loss.reshape([]), ...names.map((n) => tf.sum(grads.get(n)!))]).dataSync()
+  // read asynchronously (a device backend cannot read synchronously), all in one download
+  const packed = tf.tidy(() =>
+    tf.stack([loss.reshape([]), ...names.map((n) => tf.sum(grads.get(n)!))])
   );
+  const sums = await packed.data();
+  packed.dispose();
   if (!Number.isFinite(sums[0])) throw new NonFiniteError(step, `the loss is ${sums[0]}`);
   const bad = names.filter((_, i) => !Number.isFinite(sums[i + 1]));
   if (bad.length) {
@@ -477,6 +519,123 @@ function checkFinite(loss: tf.Scalar, grads: Map<string, tf.Tensor>, step: numbe
   }
 }
 
+/** Loss and gradients (by parameter name) of one forward/backward over `batch`. */
+function microStep(
+  run: TrainRun,
+  step: number,
+  lr: number,
+  batch: TrainBatch,
+  kept: Record<string, tf.Scalar>,
+): { value: tf.Scalar; grads: Map<string, tf.Tensor> } {
+  const vars = run.trainable.map((n) => run.params.get(n)!);
+  const byVarName = new Map(vars.map((v, i) => [v.name, run.trainable[i]]));
+  const { value, grads } = tf.variableGrads(() => {
+    const ctx = makeContext(run, step, lr, batch);
+    let total: tf.Scalar = tf.scalar(0);
+    for (const p of run.parts) {
+      const terms = p.loss?.(ctx);
+      if (!terms) continue;
+      for (const [k, { value, weight }] of Object.entries(terms)) {
+        if (kept[k]) throw new Error(`loss term "${k}" given twice (part ${p.name})`);
+        kept[k] = tf.keep(value.clone());
+        total = total.add(weight === 1 ? value : value.mul(weight));
+      }
+    }
+    return total;
+  }, vars);
+  const gradMap = new Map<string, tf.Tensor>();
+  for (const [vn, g] of Object.entries(grads)) gradMap.set(byVarName.get(vn)!, g);
+  return { value, grads: gradMap };
+}
+
+/** The validated micro-batch count of a step (`TrainOptions.accumSteps`). */
+function accumSteps(run: TrainRun, batch: TrainBatch): number {
+  const n = run.options.accumSteps ?? 1;
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`accumSteps must be a positive integer (--accum-steps), got ${n}`);
+  }
+  if (n > batch.labels.length) {
+    throw new Error(
+      `accumSteps ${n} exceeds the batch size ${batch.labels.length}: each micro-batch needs an image`,
+    );
+  }
+  if (n > 1) {
+    const whole = run.parts.find((p) => p.wholeBatchOnly);
+    if (whole) {
+      throw new Error(
+        `part "${whole.name}" needs the whole batch in one pass (its loss normalises across the ` +
+          `batch): accumSteps must be 1 with it`,
+      );
+    }
+  }
+  return n;
+}
+
+/**
+ * A training step failed on the device (out of memory, or a validation error such as a binding
+ * over the limit) and was not applied: the weights, the BatchNorm statistics (rolled back) and
+ * the optimizer state are those before `step`, so a training state saved now
+ * (`saveTrainState`) resumes at `step`. The message says which batch split would fit.
+ */
+export class DeviceStepError extends Error {
+  /** `out-of-memory` or `validation`. */
+  readonly kind: "out-of-memory" | "validation";
+  /** The step that was not applied. */
+  readonly step: number;
+  /** A suggested `--accum-steps` (twice the current one, capped at the batch size). */
+  readonly suggestedAccumSteps: number;
+  /** Build the error (see the class doc). */
+  constructor(
+    kind: "out-of-memory" | "validation",
+    driverMessage: string,
+    batch: number,
+    accum: number,
+    step: number,
+  ) {
+    const next = Math.min(batch, accum * 2);
+    const micro = Math.ceil(batch / next);
+    super(
+      `device ${kind} error at step ${step} (batch ${batch}, ${accum} micro-batch${
+        accum > 1 ? "es" : ""
+      } of ≤${Math.ceil(batch / accum)}): ${driverMessage.split("\n")[0]}; the step was not ` +
+        `applied. ` +
+        (kind === "out-of-memory"
+          ? `Try --accum-steps ${next} (micro-batches of ≤${micro}, same update) or --batch-size ${micro}.`
+          : `A tensor may exceed the device's binding limit: try --accum-steps ${next}.`),
+    );
+    this.name = "DeviceStepError";
+    this.kind = kind;
+    this.step = step;
+    this.suggestedAccumSteps = next;
+  }
+}
+
+const preflightDone = new WeakMap<TrainRun, string>();
+
+/**
+ * On a device with a storage-binding limit (webgpu), fail before the step when one of its
+ * tensors cannot fit ({@link checkDeviceLimits}); checked once per batch shape.
+ */
+function preflight(run: TrainRun, n: number, accum: number): void {
+  const limit = deviceStorageLimit();
+  if (limit === undefined) return;
+  const micro = Math.ceil(n / accum);
+  const key = `${micro}/${n}/${limit}`;
+  if (preflightDone.get(run) === key) return;
+  const mode = run.options.trainMode ?? "whole";
+  checkDeviceLimits(
+    run.model.config,
+    {
+      batch: micro,
+      texts: usesHead(mode) ? 0 : run.task.textTokens.shape[0],
+      tokenEmbeddingTrained: run.trainable.includes("token_embedding.weight"),
+    },
+    limit,
+    n,
+  );
+  preflightDone.set(run, key);
+}
+
 /** Run one optimizer step; returns its record. */
 export async function trainStep(run: TrainRun, step: number): Promise<StepRecord> {
   const o = run.options;
@@ -485,39 +644,85 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
   const lr = schedule(step);
   run.optimizer.lr = lr;
   const batch = await run.task.batch(step);
+  let deviceErrors: ReturnType<typeof watchDeviceErrors>;
+  let savedBuffers: (readonly [tf.Variable, tf.Tensor])[] = [];
   try {
     for (const p of run.parts) await p.prepare?.(run, step, batch);
     run.model.training = true;
-    const vars = run.trainable.map((n) => run.params.get(n)!);
-    const byVarName = new Map(vars.map((v, i) => [v.name, run.trainable[i]]));
+    const accum = accumSteps(run, batch);
+    preflight(run, batch.labels.length, accum);
+    deviceErrors = watchDeviceErrors();
+    // BatchNorm buffers change in the forward pass: keep a copy to roll back an unapplied step
+    const buffers = deviceErrors
+      ? [...run.model.params].filter(([k]) => /running_(mean|var)$|num_batches_tracked$/.test(k))
+      : [];
+    savedBuffers = buffers.map(([, v]) => [v, tf.keep(v.clone())] as const);
     const kept: Record<string, tf.Scalar> = {};
-    const { value, grads } = tf.variableGrads(() => {
-      const ctx = makeContext(run, step, lr, batch);
-      let total: tf.Scalar = tf.scalar(0);
-      for (const p of run.parts) {
-        const terms = p.loss?.(ctx);
-        if (!terms) continue;
-        for (const [k, { value, weight }] of Object.entries(terms)) {
-          if (kept[k]) throw new Error(`loss term "${k}" given twice (part ${p.name})`);
-          kept[k] = tf.keep(value.clone());
-          total = total.add(weight === 1 ? value : value.mul(weight));
+    let value: tf.Scalar;
+    let gradMap: Map<string, tf.Tensor>;
+    if (accum === 1) {
+      ({ value, grads: gradMap } = microStep(run, step, lr, batch, kept));
+    } else {
+      // N micro-batches, each gradient weighted by its share of the batch: the same update as
+      // the whole batch (see TrainOptions.accumSteps), with 1/N of its activations alive
+      const n = batch.labels.length;
+      value = tf.scalar(0);
+      gradMap = new Map();
+      for (let i = 0, start = 0; i < accum; i++) {
+        const size = Math.floor(n / accum) + (i < n % accum ? 1 : 0);
+        const micro: TrainBatch = {
+          images: tf.slice(batch.images, [start, 0, 0, 0], [size, -1, -1, -1]),
+          labels: batch.labels.slice(start, start + size),
+          features: batch.features
+            ? tf.slice(batch.features, [start, 0], [size, -1]) as tf.Tensor2D
+            : undefined,
+        };
+        start += size;
+        const w = size / n;
+        const mk: Record<string, tf.Scalar> = {};
+        try {
+          const r = microStep(run, step, lr, micro, mk);
+          const scaled = new Map<string, tf.Tensor>();
+          for (const [k, g] of r.grads) {
+            const prev = gradMap.get(k);
+            scaled.set(k, tf.tidy(() => prev ? tf.add(prev, tf.mul(g, w)) : tf.mul(g, w)));
+          }
+          tf.dispose([...gradMap.values(), ...r.grads.values()]);
+          gradMap = scaled;
+          const v = tf.tidy(() => tf.add(value, tf.mul(r.value, w)) as tf.Scalar);
+          tf.dispose([value, r.value]);
+          value = v;
+          for (const [k, t] of Object.entries(mk)) {
+            const acc = tf.tidy(() => kept[k] ? tf.add(kept[k], tf.mul(t, w)) : tf.mul(t, w));
+            tf.dispose([t, kept[k]]);
+            kept[k] = acc as tf.Scalar;
+          }
+        } finally {
+          micro.images.dispose();
+          micro.features?.dispose();
         }
       }
-      return total;
-    }, vars);
-    const gradMap = new Map<string, tf.Tensor>();
-    for (const [vn, g] of Object.entries(grads)) gradMap.set(byVarName.get(vn)!, g);
+    }
+    if (deviceErrors) {
+      // before the update: a step whose buffers could not be allocated computed garbage
+      const err = await deviceErrors();
+      if (err) {
+        for (const [v, copy] of savedBuffers) v.assign(copy);
+        tf.dispose([value, ...gradMap.values(), ...Object.values(kept)]);
+        throw new DeviceStepError(err.kind, err.message, batch.labels.length, accum, step);
+      }
+    }
     const want = run.options.gradNorms === true
       ? run.trainable
       : (run.options.gradNorms || []) as string[];
     const gradNorms: Record<string, number> = {};
     for (const n of want) {
       const g = gradMap.get(n);
-      if (g) gradNorms[n] = l2NormF64(g);
+      if (g) gradNorms[n] = await l2NormF64Async(g);
     }
     if (run.options.checkFinite !== false) {
       try {
-        checkFinite(value, gradMap, step);
+        await checkFinite(value, gradMap, step);
       } catch (e) {
         for (const t of Object.values(kept)) t.dispose();
         value.dispose();
@@ -528,17 +733,19 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     for (const p of run.parts) {
       if (!p.transformGrads) continue;
       const before = new Map(gradMap);
-      p.transformGrads(run, step, gradMap);
+      await p.transformGrads(run, step, gradMap);
       for (const [n, g] of before) if (gradMap.get(n) !== g) g.dispose();
     }
     run.optimizer.step(run.params, gradMap);
     const losses: Record<string, number> = {};
-    for (const [k, t] of Object.entries(kept)) {
-      losses[k] = t.dataSync()[0];
-      t.dispose();
-    }
-    losses.total = value.dataSync()[0];
-    value.dispose();
+    // one asynchronous read of every loss value: the step's only download (synchronous reads
+    // are impossible on webgpu, and each read stalls a device)
+    const names = Object.keys(kept);
+    const packed = tf.tidy(() => tf.stack([...names.map((k) => kept[k]), value]));
+    const vals = await packed.data();
+    names.forEach((k, i) => losses[k] = vals[i]);
+    losses.total = vals[names.length];
+    tf.dispose([packed, value, ...Object.values(kept)]);
     for (const g of gradMap.values()) g.dispose();
     run.model.training = false;
     for (const p of run.parts) await p.afterStep?.(run, step);
@@ -547,6 +754,8 @@ export async function trainStep(run: TrainRun, step: number): Promise<StepRecord
     run.model.training = false;
     batch.images.dispose();
     batch.features?.dispose();
+    await deviceErrors?.(); // close the error scopes if the step threw before checking them
+    tf.dispose(savedBuffers.map(([, copy]) => copy));
   }
 }
 

@@ -38,9 +38,11 @@ import {
   type LoraOptions,
   loraParameterCounts,
   type LoraState,
-  mergedStateDict,
+  mergedStateDictAsync,
   removeLora,
 } from "../lora/lora.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
+import { DeviceLimitError } from "./device_limits.ts";
 import { ogdPart, type OgdPartOptions } from "../ogd/part.ts";
 import { classPrompts, finetune } from "./builtin.ts";
 import { StepBatches } from "./data.ts";
@@ -59,6 +61,7 @@ import { loadTrainState, saveTrainState } from "./state.ts";
 import { baseParts } from "./presets.ts";
 import {
   createRun,
+  DeviceStepError,
   disposeRun,
   type HeadOptions,
   runSteps,
@@ -144,6 +147,11 @@ export interface TrainTaskOptions {
   epochs?: number;
   /** Training batch size (default 64). */
   batchSize?: number;
+  /**
+   * Gradient accumulation: each batch in this many micro-batches, one update (default 1; the
+   * engine's `accumSteps`): the reference's batch sizes on a smaller device.
+   */
+  accumSteps?: number;
   /** Evaluation batch size (default 128). */
   batchSizeEval?: number;
   /** Base learning rate (default 1e-3). */
@@ -385,6 +393,7 @@ export async function trainTask(
     evaluations: [],
     saved: {},
   };
+  if (!o.zeroShot) await readableOnHost(model.params.values());
   const zeroShot = o.zeroShot ?? model.stateDict();
   const ctxBase = {
     model,
@@ -472,6 +481,7 @@ export async function trainTask(
       trainMode: o.trainMode,
       freeze: o.freeze,
       head: o.head,
+      accumSteps: o.accumSteps,
       parts,
       finalStep: o.finalStep,
       shouldStop: o.shouldStop,
@@ -585,7 +595,18 @@ export async function trainTask(
       if (evalNames.length && evalInterval && it % evalInterval === 0) await evaluateAt(it);
       if (saveEvery > 0 && it % saveEvery === 0 && it < r.totalSteps) await saveState();
     };
-    const steps = await runSteps(run);
+    let steps;
+    try {
+      steps = await runSteps(run);
+    } catch (e) {
+      bar?.done();
+      // a step the device could not run was not applied: keep the state to resume from it
+      if (e instanceof DeviceStepError || e instanceof DeviceLimitError) {
+        await saveState();
+        if (paths) log.info(`saved the training state at step ${run.step} in ${paths.state}`);
+      }
+      throw e;
+    }
     bar?.done();
     result.steps = run.step;
     if (!steps.finished) {
@@ -596,7 +617,11 @@ export async function trainTask(
       return result;
     }
     // The task's result: the weight-ensembled weights with averaging, LoRA merged with LoRA.
-    const weights: StateDict = lora ? mergedStateDict(model, lora) : varsToSd(weightsToSave(run));
+    // fetch device tensors once (webgpu cannot read synchronously), then copy on the host
+    await readableOnHost([...weightsToSave(run).values(), ...run.params.values()]);
+    const weights: StateDict = lora
+      ? await mergedStateDictAsync(model, lora)
+      : varsToSd(weightsToSave(run));
     // the fc modes' linear head is saved with the model (`head.*` keys; see `splitHead`)
     for (const [k, v] of run.params) {
       if (k.startsWith(HEAD_PREFIX) && !weights.has(k)) {

@@ -7,6 +7,7 @@
  * @module
  */
 import { tf } from "../clip/backends/tf.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { TrainPart, TrainRun } from "../methods/train.ts";
 import type { Basis } from "./basis.ts";
@@ -77,12 +78,17 @@ export function ogdPart(options: OgdPartOptions): OgdPart {
         recorder = new GradientSnapshots(run.totalSteps, options.snapshots);
       }
     },
-    transformGrads(_run, step, grads) {
+    async transformGrads(_run, step, grads) {
       const due = recorder?.due(step) ?? false;
       for (const n of part.tracked) {
         const g = grads.get(n);
         if (!g) continue;
-        if (due) recorder!.record(n, g);
+        if (due) {
+          // the snapshot is a host copy (its basis is an SVD on the host): an asynchronous read,
+          // the only one on webgpu, and only on snapshot steps
+          await readableOnHost([g]);
+          recorder!.record(n, g);
+        }
         if (projector?.has(n)) grads.set(n, projector.project(n, g));
       }
     },

@@ -27,6 +27,7 @@ import { availableBackends, initBackend } from "../clip/backends/backend.ts";
 import { buildClip, MODEL_CONFIGS, randomStateDict } from "../clip/model.ts";
 import type { ClipConfig, ClipModel } from "../clip/types.ts";
 import { AdamW } from "../methods/adamw.ts";
+import { runWebGpuChild } from "./_bench_webgpu.ts";
 
 /** Measurements of one backend (or PyTorch). */
 export interface BenchResult {
@@ -44,6 +45,8 @@ export interface BenchResult {
   rnTrainStep?: number;
   /** Tiny CLIP (both towers) training step at batch 8, seconds. */
   tinyTrainStep?: number;
+  /** ViT-B/16 vision tower training step at batch 32, seconds (webgpu on a real GPU). */
+  vitB16TrainStep32?: number;
   /** Peak resident memory, MiB. */
   peakRssMiB?: number;
   /** Skipped cases and errors. */
@@ -222,6 +225,11 @@ async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> 
   const r: BenchResult = { backend, notes: [] };
   const active = await initBackend({ prefer: backend, quiet: true });
   if (active !== backend) throw new Error(`backend ${backend} did not activate (${active})`);
+  if (backend === "webgpu") {
+    // asynchronous reads only (tasks/_bench_webgpu.ts)
+    const w = await runWebGpuChild({ quick: o.quick, tinyConfig: TINY_CONFIG, batch: BATCH });
+    return { ...w, peakRssMiB: peakRssMiB() };
+  }
   const slow = backend === "cpu" && !o.full;
   const minS = o.quick ? 0.5 : 2;
   const attempt = async (what: string, f: () => void | Promise<void>) => {
@@ -381,6 +389,7 @@ export function renderTable(results: BenchResult[]): string {
     ["ViT-B/32 vision train step b8 (s)", (r) => r.vitTrainStep, 2, false],
     ["RN50 vision train step b8 (s)", (r) => r.rnTrainStep, 2, false],
     ["tiny CLIP train step b8 (ms)", (r) => r.tinyTrainStep && r.tinyTrainStep * 1000, 1, false],
+    ["ViT-B/16 vision train step b32 (s)", (r) => r.vitB16TrainStep32, 3, false],
     ["peak RSS (MiB)", (r) => r.peakRssMiB, 0, false],
   ];
   const head = ["", ...results.map((r) => r.backend)];
@@ -423,7 +432,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      "deno task bench [--quick] [--backends cpu-blas,wasm,cpu] [--profile] [--no-torch]\n" +
+      "deno task bench [--quick] [--backends webgpu,cpu-blas,wasm,cpu] [--profile] [--no-torch]\n" +
         "  [--child BACKEND --only CASE-PREFIX]  (one backend, one case, JSON on stdout)\n" +
         "Per-backend speed (matmul, encodeImage, training steps, peak RSS) next to PyTorch.",
     );
@@ -440,7 +449,8 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(r));
     return;
   }
-  const loadable = await availableBackends();
+  // a software WebGPU adapter (lavapipe) is benchmarked only when named
+  const loadable = await availableBackends({ includeByName: requested?.includes("webgpu") });
   const backends = requested ?? loadable;
   for (const b of backends) {
     if (!loadable.includes(b)) {

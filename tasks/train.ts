@@ -19,6 +19,7 @@ import { EXIT_USAGE, isUserError } from "../methods/flags.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { checkWeights, loadClip } from "../clip/load.ts";
 import { reinitializeClip } from "../clip/init.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import type { FlagValues } from "../methods/method.ts";
 import { stopOnSignals, trainTask, type TrainTaskResult } from "../methods/trainer.ts";
 import {
@@ -57,6 +58,7 @@ export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
   const stop = stopOnSignals();
   const results: TrainTaskResult[] = [];
   try {
+    await readableOnHost(model.params.values()); // webgpu reads asynchronously only
     const zeroShot = model.stateDict();
     if (load) {
       // strict unless --non-strict, which prints the report of what does not match

@@ -34,6 +34,7 @@ import type { MovingAvgAnchor } from "../methods/ensemble.ts";
 export const TRAIN_FLAGS: Record<string, FlagSpec & { short?: string }> = {
   "model": { type: "string", default: "ViT-B/16", description: "CLIP name, checkpoint path" },
   "batch-size": { type: "string", default: "64", description: "training batch" },
+  "accum-steps": { type: "string", default: "1", description: "micro-batches per step" },
   "batch-size-eval": { type: "string", default: "128", description: "evaluation batch" },
   "lr": { type: "string", default: "0.001", description: "learning rate" },
   "wd": { type: "string", default: "0", description: "weight decay" },
@@ -314,6 +315,7 @@ export async function trainOptionsFromFlags(f: FlagValues): Promise<FlagOptions>
     iterations: numberFlag(f, "iterations"),
     epochs: numberFlag(f, "epochs"),
     batchSize: numberFlag(f, "batch-size"),
+    accumSteps: numberFlag(f, "accum-steps"),
     batchSizeEval: numberFlag(f, "batch-size-eval"),
     lr: numberFlag(f, "lr"),
     weightDecay: numberFlag(f, "wd"),

@@ -4,11 +4,14 @@
  *
  * 1. `tensorflow` — `@tensorflow/tfjs-node-gpu`, then `@tensorflow/tfjs-node` (native
  *    libtensorflow; needs `deno install --allow-scripts=npm:@tensorflow/tfjs-node-gpu`);
- * 2. `cpu-blas` — tfjs's cpu backend with the heavy kernels on the system's OpenBLAS through
+ * 2. `webgpu` — `@tensorflow/tfjs-backend-webgpu` on Deno's `navigator.gpu` (see `webgpu.ts`).
+ *    Chosen automatically only on a real GPU; a fallback (software) adapter such as Mesa's
+ *    lavapipe is used only when asked for by name;
+ * 3. `cpu-blas` — tfjs's cpu backend with the heavy kernels on the system's OpenBLAS through
  *    Deno FFI (needs `--allow-ffi` and e.g. Debian's `libopenblas0-pthread`);
- * 3. `wasm` — `@tensorflow/tfjs-backend-wasm` (SIMD, one thread) plus the training kernels it
+ * 4. `wasm` — `@tensorflow/tfjs-backend-wasm` (SIMD, one thread) plus the training kernels it
  *    lacks ({@link registerWasmTrainingKernels});
- * 4. `cpu` — tfjs's pure-JS backend (always there, ~100× slower).
+ * 5. `cpu` — tfjs's pure-JS backend (always there, ~100× slower).
  *
  * `MTIL_BACKEND` or the `prefer` option (the CLIs' `--backend`) puts one name first. A backend
  * that fails to load is a one-line note, never a crash.
@@ -24,9 +27,10 @@ import {
   registerCpuFixes,
 } from "./blas_kernels.ts";
 import { registerMatMulGradient, registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import { registerWebGpuBackend, WEBGPU } from "./webgpu.ts";
 
 /** Backend names {@link initBackend} understands, fastest first. */
-export const BACKEND_NAMES: readonly string[] = ["tensorflow", "cpu-blas", "wasm", "cpu"];
+export const BACKEND_NAMES: readonly string[] = ["tensorflow", WEBGPU, "cpu-blas", "wasm", "cpu"];
 
 /** Options of {@link initBackend}. */
 export interface InitBackendOptions {
@@ -49,6 +53,8 @@ export interface BackendStatus {
 interface LoadResult {
   ok: boolean;
   detail: string;
+  /** Loads, but is taken only when asked for by name (a software WebGPU adapter). */
+  onlyByName?: string;
 }
 
 const loads = new Map<string, Promise<LoadResult>>();
@@ -67,12 +73,27 @@ function envVar(name: string): string | undefined {
   }
 }
 
-/** One short reason for a failed `import()` of a tfjs-node package. */
-function nodeImportError(pkg: string, e: unknown): string {
+/**
+ * One precise reason for a failed `import()` of a tfjs-node package: the binding was never
+ * built/downloaded (install script not run, or its download host unreachable), a CUDA / cuDNN
+ * library is missing (tfjs-node-gpu 4.22 is built for CUDA 11.2 and cuDNN 8.1), or the loader's
+ * own message.
+ */
+export function nodeImportError(pkg: string, e: unknown): string {
   const msg = firstLine(e);
   if (msg.includes("tfjs_binding.node")) {
-    return `${pkg}: native binding missing (deno install --allow-scripts=npm:@tensorflow/${pkg})`;
+    return `${pkg}: native binding missing — its install script has not run or could not ` +
+      `download libtensorflow (deno install --allow-scripts=npm:@tensorflow/${pkg}; offline: ` +
+      `TFJS_NODE_CDN_STORAGE / scripts/custom-binary.json, see README "GPU")`;
   }
+  const lib = msg.match(
+    /(lib(?:cudart|cudnn|cublas|cufft|curand|cusolver|cusparse)[\w.]*\.so[\w.]*)/,
+  );
+  if (lib) {
+    return `${pkg}: ${lib[1]} not found — libtensorflow 2.9.1 needs CUDA 11.2 and cuDNN 8.1 ` +
+      `on LD_LIBRARY_PATH (${msg})`;
+  }
+  if (msg.includes("libtensorflow")) return `${pkg}: libtensorflow does not load (${msg})`;
   return `${pkg}: ${msg}`;
 }
 
@@ -104,6 +125,19 @@ async function loadWasm(): Promise<LoadResult> {
   return { ok: true, detail: "SIMD, 1 thread, training kernels added" };
 }
 
+async function loadWebGpu(): Promise<LoadResult> {
+  const r = await registerWebGpuBackend();
+  if (!r.ok) return { ok: false, detail: r.detail };
+  return {
+    ok: true,
+    detail: r.detail,
+    onlyByName: r.summary?.fallback
+      ? `fallback adapter ${r.summary.description || "(unnamed)"}, used only when asked for ` +
+        `(--backend webgpu / MTIL_BACKEND=webgpu)`
+      : undefined,
+  };
+}
+
 function loadCpuBlas(): LoadResult {
   if (!registerBlasBackend()) return { ok: false, detail: blasBackendUnavailableReason() };
   const info = blasInfo();
@@ -126,6 +160,9 @@ function load(name: string): Promise<LoadResult> {
         break;
       case "wasm":
         p = loadWasm();
+        break;
+      case WEBGPU:
+        p = loadWebGpu();
         break;
       default:
         p = Promise.resolve({ ok: true, detail: "pure JS" });
@@ -174,6 +211,10 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
       report.push({ name, state: "skipped", detail: r.detail });
       continue;
     }
+    if (r.onlyByName && name !== preferred) {
+      report.push({ name, state: "skipped", detail: r.onlyByName });
+      continue;
+    }
     let ok = false;
     let why = "";
     try {
@@ -206,13 +247,29 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
   return active;
 }
 
+/** Options of {@link availableBackends}. */
+export interface AvailableBackendsOptions {
+  /**
+   * Also list backends that load but are taken only by name (a fallback WebGPU adapter such as
+   * lavapipe). Default: only when `MTIL_BACKEND` names it.
+   */
+  includeByName?: boolean;
+}
+
 /**
  * Names of the backends that load here, fastest first (registers them, switches nothing). For
- * benchmarks and parity tests that run on every backend.
+ * benchmarks and parity tests that run on every backend. A software WebGPU adapter is listed
+ * only with `includeByName` or when `MTIL_BACKEND` names `webgpu`, as in the automatic choice.
  */
-export async function availableBackends(): Promise<string[]> {
+export async function availableBackends(opts: AvailableBackendsOptions = {}): Promise<string[]> {
   const names: string[] = [];
-  for (const name of BACKEND_NAMES) if ((await load(name)).ok) names.push(name);
+  const env = envVar("MTIL_BACKEND");
+  for (const name of BACKEND_NAMES) {
+    const r = await load(name);
+    if (!r.ok) continue;
+    if (r.onlyByName && !opts.includeByName && env !== name) continue;
+    names.push(name);
+  }
   return names;
 }
 
