@@ -20,6 +20,7 @@
  */
 import { tf } from "./backends/tf.ts";
 import type { DenseHook } from "./types.ts";
+import { fusedBatchNormTrain, fusedLayerNorm, fusedQuickGelu } from "./backends/fused.ts";
 
 /** LayerNorm / BatchNorm epsilon of the reference (PyTorch default). */
 export const NORM_EPS = 1e-5;
@@ -65,7 +66,7 @@ export function linear(
     const rows = x2.shape[0];
     const w = weight as tf.Tensor2D;
     let y: tf.Tensor;
-    if (tf.getBackend() === "cpu-blas") {
+    if (tf.getBackend() === "cpu-blas" || tf.getBackend() === "cpu-dnnl") {
       // sgemm takes the transpose for free (forward and gradients)
       y = tf.fused.matMul({ a: x2, b: w, transposeB: true, bias: bias ?? undefined });
     } else if (rows * (inF + outF) < inF * outF) {
@@ -98,6 +99,8 @@ export function layerNorm(
   eps = NORM_EPS,
 ): tf.Tensor {
   return tf.tidy(() => {
+    const fused = fusedLayerNorm(x, weight, bias, eps); // one kernel each way on cpu-dnnl
+    if (fused) return fused;
     const axis = x.rank - 1;
     const xc = tf.sub(x, tf.mean(x, axis, true));
     const variance = tf.mean(tf.square(xc), axis, true);
@@ -112,7 +115,7 @@ export function layerNormAt(ctx: LayerContext, path: string, x: tf.Tensor): tf.T
 
 /** CLIP's QuickGELU: `x · sigmoid(1.702 x)`. */
 export function quickGelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
+  return tf.tidy(() => fusedQuickGelu(x) ?? tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
 }
 
 /**
@@ -394,7 +397,9 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
     const [n, h, w, ch] = x.shape;
     const count = n * h * w;
     let mean: tf.Tensor, variance: tf.Tensor;
-    if (tf.getBackend() === "wasm") {
+    const fused = fusedBatchNormTrain(x, weight, bias, NORM_EPS); // one kernel each way on cpu-dnnl
+    if (fused) ({ mean, variance } = fused);
+    else if (tf.getBackend() === "wasm") {
       const flat = tf.reshape(x, [count, ch]);
       mean = tf.div(blockedColumnSum(flat), count);
       variance = tf.div(blockedColumnSum(tf.square(tf.sub(flat, mean))), count);
@@ -410,6 +415,7 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
       const tracked = ctx.params.get(`${path}.num_batches_tracked`);
       if (tracked) tracked.assign(tf.add(tracked, tf.scalar(1, tracked.dtype)));
     });
+    if (fused) return fused.y;
     const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, NORM_EPS)));
     return tf.add(tf.mul(xhat, weight), bias);
   });

@@ -40,7 +40,7 @@ export interface AdamWState {
 }
 
 /** Backends whose tensors live in host memory: there one fused loop replaces 13 tensor ops. */
-const HOST_BACKENDS = new Set(["cpu", "cpu-blas"]);
+const HOST_BACKENDS = new Set(["cpu", "cpu-blas", "cpu-dnnl"]);
 
 /**
  * The AdamW update of one parameter as a single pass over host arrays (same formula and
