@@ -132,8 +132,8 @@ function tolerances(model: string, method: string, step: number): Tolerances {
   return STRICT;
 }
 
-// wasm has the fast scatter-add gradient of the token embedding; cpu/cpu-blas take minutes
-await initBackend({ prefer: "wasm", quiet: true });
+// wasm by default; MTIL_BACKEND=cpu-dnnl (or cpu-blas, ...) runs the same cases on that backend
+await initBackend({ prefer: Deno.env.get("MTIL_BACKEND") || "wasm", quiet: true });
 
 async function parity(file: string, method: string) {
   const dir = "fixtures/clip";

@@ -27,7 +27,8 @@ export const TAG = { any: 1, a: 2, ab: 3, abc: 4, abcd: 5, nhwc: 20, hwio: 30, b
 const ENG_CPU = 1;
 /** Propagation kinds. */
 export const PROP = { training: 64, inference: 96, backward: 128, backwardData: 160 } as const;
-const CONV_DIRECT = 1;
+/** Convolution algorithm: direct (oneDNN picks the implementation). */
+export const CONV_DIRECT = 1;
 /** Element-wise algorithm kinds. */
 export const ELTWISE = {
   relu: 31,

@@ -22,6 +22,7 @@ import { tf } from "./tf.ts";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import {
   ARG,
+  CONV_DIRECT,
   type Dnnl,
   dnnlLoadError,
   ELTWISE,
@@ -126,7 +127,7 @@ function convForwardPd(d: Dnnl, g: ConvGeom, withBias: boolean) {
     d.raw.lib.dnnl_convolution_forward_desc_init(
       desc,
       PROP.training,
-      1,
+      CONV_DIRECT,
       m.x,
       m.wAny,
       withBias ? Deno.UnsafePointer.of(m.b) : null,
@@ -163,7 +164,7 @@ export function convBackwardData(d: Dnnl, g: ConvGeom): Primitive {
     d.raw.check(
       d.raw.lib.dnnl_convolution_backward_data_desc_init(
         desc,
-        1,
+        CONV_DIRECT,
         m.x,
         m.wAny,
         m.y,
@@ -191,7 +192,7 @@ export function convBackwardWeights(d: Dnnl, g: ConvGeom): Primitive {
     d.raw.check(
       d.raw.lib.dnnl_convolution_backward_weights_desc_init(
         desc,
-        1,
+        CONV_DIRECT,
         m.x,
         m.wAny,
         null,
@@ -926,6 +927,28 @@ function kernels(d: Dnnl): Record<string, KernelFn> {
   };
 }
 
+/**
+ * Kernel names listed in `MTIL_DNNL_DISABLE` (comma-separated): left to `cpu-blas` (fused ops:
+ * their composite tfjs form). For bisecting numerical differences.
+ */
+function disabledKernels(): string[] {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("MTIL_DNNL_DISABLE");
+  } catch {
+    v = undefined;
+  }
+  const names = (v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!DNNL_KERNEL_NAMES.includes(n)) {
+      throw new Error(
+        `MTIL_DNNL_DISABLE: unknown kernel "${n}"; valid: ${DNNL_KERNEL_NAMES.join(", ")}`,
+      );
+    }
+  }
+  return names;
+}
+
 let registered: boolean | undefined;
 let reason = "";
 
@@ -955,6 +978,7 @@ export function registerDnnlBackend(): boolean {
   const factory = tf.findBackendFactory(CPU_BLAS)!;
   tf.registerBackend(CPU_DNNL, factory, 0);
   const ours = kernels(d);
+  for (const name of disabledKernels()) delete ours[name];
   for (const k of tf.getKernelsForBackend(CPU_BLAS)) {
     if (k.kernelName in ours) continue;
     tf.registerKernel({ ...k, backendName: CPU_DNNL });
