@@ -796,8 +796,15 @@ function transposeKernel(): KernelFn {
     const perm = args.attrs!.perm as number[];
     if (x.dtype !== "float32") return cpuKernel("Transpose", args);
     const rank = x.shape.length;
-    const xv = f32(args.backend, x);
     const dims = perm.map((p) => x.shape[p]);
+    // A permutation that keeps the order of every axis longer than 1 (the identity, e.g. in the
+    // gradient of a gather on axis 0) moves no data: share the buffer as Reshape does.
+    const moved = perm.filter((p) => x.shape[p] !== 1);
+    if (moved.every((p, i) => i === 0 || p > moved[i - 1])) {
+      args.backend.incRef(x.dataId);
+      return { dataId: x.dataId, shape: dims, dtype: x.dtype };
+    }
+    const xv = f32(args.backend, x);
     const y = new Float32Array(xv.length);
     if (rank === 0 || xv.length === 0) return out(args.backend, dims, y);
     const xStrides = stridesOf(x.shape);

@@ -238,6 +238,17 @@ Deno.test({
         () => tf.transpose(rnd([2, 3, 4, 5].slice(0, perm.length)), perm),
       );
     }
+    // permutations that move no data (identity, size-1 axes) share the input's buffer
+    for (
+      const [shape, perm] of [[[4, 3], [0, 1]], [[1, 5, 3], [1, 0, 2]], [[2, 1, 3], [0, 2, 1]]]
+    ) {
+      await same(`transpose ${shape} ${perm} (no data moved)`, () => {
+        const x = rnd(shape);
+        const y = tf.transpose(x, perm);
+        x.dispose(); // the shared buffer outlives x
+        return tf.add(y, 0);
+      });
+    }
     for (
       const pads of [[[0, 0], [1, 2], [0, 3]], [[2, 1], [0, 0], [0, 0]], [[0, 0], [0, 0], [1, 1]]]
     ) {
