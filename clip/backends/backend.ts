@@ -40,7 +40,7 @@ import {
 } from "./onednn_kernels.ts";
 import { dnnlThreads, setDnnlThreads } from "./onednn.ts";
 import { loadBlas } from "./blas.ts";
-import { registerSoftmaxGradient } from "./fused.ts";
+import { registerReluGradient, registerSoftmaxGradient } from "./fused.ts";
 
 /** Backend names {@link initBackend} understands, fastest first. */
 export const BACKEND_NAMES: readonly string[] = [
@@ -230,6 +230,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
     : [...BACKEND_NAMES];
   registerMatMulGradient();
   registerSoftmaxGradient();
+  registerReluGradient();
   registerCpuFixes();
   const threads = threadSetting(opts.threads);
   const report: BackendStatus[] = [];

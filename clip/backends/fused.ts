@@ -113,6 +113,35 @@ function registerFusedGradients(): void {
   });
 }
 
+let reluGradDone = false;
+
+/**
+ * Re-register the `Relu` gradient (idempotent, all backends): one `MtilReluGrad` kernel where the
+ * active backend has it, tfjs's `dy·step(x)` elsewhere.
+ */
+export function registerReluGradient(): void {
+  if (reluGradDone) return;
+  reluGradDone = true;
+  const prev = console.warn;
+  console.warn = () => {}; // tfjs warns "Overriding the gradient for 'Relu'": expected here
+  try {
+    tf.registerGradient({
+      kernelName: "Relu",
+      inputsToSave: ["x"],
+      gradFunc: (dy, saved) => {
+        const [x] = saved;
+        const d = dy as tf.Tensor;
+        if (has("MtilReluGrad") && x.dtype === "float32" && d.dtype === "float32") {
+          return { x: () => run("MtilReluGrad", { dy: d, x }) as tf.Tensor };
+        }
+        return { x: () => tf.mul(d, tf.cast(tf.step(x), "float32")) };
+      },
+    });
+  } finally {
+    console.warn = prev;
+  }
+}
+
 let softmaxGradDone = false;
 
 /**

@@ -193,6 +193,8 @@ export interface DnnlRaw {
     user: { arg: number; md: MemoryDesc; query: number; out?: boolean }[],
     keep: unknown[],
   ): Primitive;
+  /** A reorder primitive descriptor from `src` to `dst` layout. */
+  reorderPd(src: MemoryDesc, dst: MemoryDesc): Ptr;
   /** `dims` as a dnnl_dims_t (int64[12]). */
   dims(v: readonly number[]): BigInt64Array;
   desc(): Uint8Array;
@@ -432,9 +434,24 @@ function create(lib: Lib, path: string, version: string): Dnnl {
   const prims = new Map<string, Primitive>();
   /** Objects oneDNN holds raw pointers into (descriptors, argument buffers): never collected. */
   const keepAlive: unknown[] = [];
+  const reorderPd = (src: MemoryDesc, dst: MemoryDesc): Ptr => {
+    check(
+      lib.dnnl_reorder_primitive_desc_create(
+        outPtr,
+        Deno.UnsafePointer.of(src),
+        engine,
+        Deno.UnsafePointer.of(dst),
+        engine,
+        null,
+      ),
+      "reorder",
+    );
+    return ptrOut();
+  };
   const raw: DnnlRaw = {
     lib,
     pd,
+    reorderPd,
     query,
     build: (p, user, keep) => build(p, user, keep),
     dims,

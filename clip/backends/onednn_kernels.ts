@@ -5,10 +5,12 @@
  *
  * - re-registered: `Conv2D`, `FusedConv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter` (NHWC,
  *   no dilation; weights reordered to oneDNN's blocked layout per call), `AvgPool`, `AvgPoolGrad`,
- *   `Softmax` (last axis), `Exp`, `Sigmoid`, `Tanh`, `Sqrt` (from {@link ELTWISE_MIN} elements);
+ *   `Softmax` (last axis), `Transpose` (one reorder), `Relu`, `Exp`, `Sigmoid`, `Tanh`, `Sqrt` (from {@link ELTWISE_MIN}
+ *   elements);
  * - fused kernels (see fused.ts): `MtilLayerNorm`/`MtilLayerNormGrad`,
  *   `MtilQuickGelu`/`MtilQuickGeluGrad` (eltwise swish α = 1.702), `MtilSoftmaxGrad` (the
- *   attention softmax's gradient in one pass), `MtilBatchNormTrain`/`MtilBatchNormTrainGrad`.
+ *   attention softmax's gradient in one pass), `MtilReluGrad` (ReLU's gradient in one pass),
+ *   `MtilBatchNormTrain`/`MtilBatchNormTrainGrad`.
  *
  * A separate backend name (rather than more kernels on `cpu-blas`) keeps `cpu-blas` usable where
  * oneDNN is missing and lets tests compare the two. Matrix products stay on OpenBLAS: measured
@@ -431,6 +433,66 @@ export function batchNormBackward(
   });
 }
 
+/**
+ * Row-major `C[m,n] = op(A)·op(B)` (+ `bias[n]`): arrays `[a, b, c]` or `[a, b, bias, c]`.
+ * Transposes are strided memory descriptors (no copies).
+ */
+export function matmul(
+  d: Dnnl,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  withBias = false,
+): Primitive {
+  return d.cached(`matmul:${m}:${n}:${k}:${transA}:${transB}:${withBias}`, () => {
+    const a = transA ? d.mdStrided([m, k], [1, m]) : d.md([m, k], TAG.ab);
+    const b = transB ? d.mdStrided([k, n], [1, k]) : d.md([k, n], TAG.ab);
+    const c = d.md([m, n], TAG.ab);
+    const bias = d.md([1, n], TAG.ab);
+    const desc = d.raw.desc();
+    d.raw.check(
+      d.raw.lib.dnnl_matmul_desc_init(desc, a, b, withBias ? Deno.UnsafePointer.of(bias) : null, c),
+      "matmul_desc_init",
+    );
+    const pd = d.raw.pd(desc);
+    return d.raw.build(pd, [
+      { arg: ARG.src, md: a, query: QUERY.src },
+      { arg: ARG.weights, md: b, query: QUERY.weights },
+      ...(withBias ? [{ arg: ARG.bias, md: bias, query: 0 }] : []),
+      { arg: ARG.dst, md: c, query: QUERY.dst },
+    ], [desc, bias]);
+  });
+}
+
+/**
+ * Transpose of a row-major `shape` by `perm` as one reorder (strided source, dense destination):
+ * arrays `[x, y]`.
+ */
+export function transpose(d: Dnnl, shape: readonly number[], perm: readonly number[]): Primitive {
+  return d.cached(`transpose:${shape}:${perm}`, () => {
+    const xStrides: number[] = new Array(shape.length);
+    for (let i = shape.length - 1, st = 1; i >= 0; i--) {
+      xStrides[i] = st;
+      st *= shape[i];
+    }
+    const dims = perm.map((p) => shape[p]);
+    const src = d.mdStrided(dims, perm.map((p) => xStrides[p]));
+    const dstStrides: number[] = new Array(dims.length);
+    for (let i = dims.length - 1, st = 1; i >= 0; i--) {
+      dstStrides[i] = st;
+      st *= dims[i];
+    }
+    const dst = d.mdStrided(dims, dstStrides);
+    const pd = d.raw.reorderPd(src, dst);
+    return d.raw.build(pd, [
+      { arg: ARG.src, md: src, query: QUERY.src },
+      { arg: ARG.dst, md: dst, query: QUERY.dst },
+    ], []);
+  });
+}
+
 /** A pooling geometry on NHWC (padding as tfjs computes it). */
 interface PoolGeom {
   n: number;
@@ -728,6 +790,7 @@ function softmaxGradKernel(d: Dnnl): KernelFn {
 
 /** Unary kernels on oneDNN element-wise primitives (large inputs; small ones stay in JS). */
 const UNARY_ALGS: Record<string, number> = {
+  Relu: ELTWISE.relu,
   Exp: ELTWISE.exp,
   Sigmoid: ELTWISE.logistic,
   Tanh: ELTWISE.tanh,
@@ -743,6 +806,45 @@ function unaryKernel(d: Dnnl, name: string): KernelFn {
     const y = new Float32Array(n);
     eltwiseForward(d, n, alg).run([f32(args.backend, x), y]);
     return out(args.backend, [...x.shape], y);
+  };
+}
+
+/**
+ * `MtilReluGrad` {dy, x}: `x > 0 ? dy : 0` in one pass (tfjs: `Step` then `Multiply`, two full
+ * passes and a temporary; 17% of an RN50 training step). A NaN in x gives 0, not NaN.
+ */
+function reluGradKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
+    const n = sizeOf(x.shape);
+    const dx = new Float32Array(n);
+    const xv = f32(args.backend, x), g = f32(args.backend, dy);
+    if (n >= ELTWISE_MIN) {
+      eltwiseBackward(d, n, ELTWISE.relu, 0).run([xv, g, dx]);
+    } else {
+      for (let i = 0; i < n; i++) dx[i] = xv[i] > 0 ? g[i] : 0;
+    }
+    return out(args.backend, [...x.shape], dx);
+  };
+}
+
+/**
+ * `Transpose` as one oneDNN reorder (10× the JS strided gather on conv weights' OIHW → HWIO).
+ * Small tensors, and permutations that move no data (`cpu-blas` shares the buffer), stay there.
+ */
+function transposeKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const perm = args.attrs!.perm as number[];
+    const n = sizeOf(x.shape);
+    const moved = perm.filter((p) => x.shape[p] !== 1);
+    const inOrder = moved.every((p, i) => i === 0 || p > moved[i - 1]);
+    if (x.dtype !== "float32" || n < ELTWISE_MIN || inOrder || x.shape.length > 12) {
+      return blasKernel("Transpose", args);
+    }
+    const y = new Float32Array(n);
+    transpose(d, x.shape, perm).run([f32(args.backend, x), y]);
+    return out(args.backend, perm.map((p) => x.shape[p]), y);
   };
 }
 
@@ -897,8 +999,10 @@ export const DNNL_KERNEL_NAMES: readonly string[] = [
   "AvgPool",
   "AvgPoolGrad",
   "Softmax",
+  "Transpose",
   ...Object.keys(UNARY_ALGS),
   "MtilSoftmaxGrad",
+  "MtilReluGrad",
   "MtilQuickGelu",
   "MtilQuickGeluGrad",
   "MtilLayerNorm",
@@ -916,8 +1020,10 @@ function kernels(d: Dnnl): Record<string, KernelFn> {
     AvgPool: avgPoolKernel(d),
     AvgPoolGrad: avgPoolGradKernel(d),
     Softmax: softmaxKernel(d),
+    Transpose: transposeKernel(d),
     ...Object.fromEntries(Object.keys(UNARY_ALGS).map((k) => [k, unaryKernel(d, k)])),
     MtilSoftmaxGrad: softmaxGradKernel(d),
+    MtilReluGrad: reluGradKernel(d),
     MtilQuickGelu: quickGeluKernel(d),
     MtilQuickGeluGrad: quickGeluGradKernel(d),
     MtilLayerNorm: layerNormKernel(d),

@@ -2,7 +2,7 @@ import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { tf } from "./tf.ts";
 import { CPU_DNNL, dnnlBackendUnavailableReason, registerDnnlBackend } from "./onednn_kernels.ts";
 import { registerCpuFixes } from "./blas_kernels.ts";
-import { registerSoftmaxGradient } from "./fused.ts";
+import { registerReluGradient, registerSoftmaxGradient } from "./fused.ts";
 import { registerMatMulGradient } from "./wasm_kernels.ts";
 import { batchNorm, type LayerContext, layerNorm, quickGelu } from "../layers.ts";
 
@@ -15,6 +15,7 @@ if (!HAS_DNNL) {
 }
 registerMatMulGradient();
 registerSoftmaxGradient();
+registerReluGradient();
 registerCpuFixes();
 
 type Out = tf.Tensor | tf.Tensor[];
@@ -160,7 +161,34 @@ Deno.test({
       await same(`exp ${n}`, () => valueAndGrads((x) => tf.exp(x), [[n]]));
       await same(`sigmoid ${n}`, () => valueAndGrads((x) => tf.sigmoid(x), [[n]]));
       await same(`tanh ${n}`, () => valueAndGrads((x) => tf.tanh(x), [[n]]));
+      await same(`relu ${n}`, () => valueAndGrads((x) => tf.relu(x), [[n]]));
+      await same(`relu with zeros ${n}`, () => valueAndGrads((x) => tf.relu(tf.round(x)), [[n]]));
       await same(`sqrt ${n}`, () => tf.sqrt(tf.abs(rnd([n]))));
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu-dnnl Transpose equals tfjs cpu (weights, heads, size-1 axes, small)",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    const cases: [number[], number[]][] = [
+      [[16, 8, 3, 3], [2, 3, 1, 0]],
+      [[3, 3, 8, 16], [3, 2, 0, 1]],
+      [[2, 10, 4, 16], [0, 2, 1, 3]],
+      [[50, 3, 64], [1, 0, 2]],
+      [[70, 90], [1, 0]],
+      [[64, 32, 1, 1], [2, 3, 1, 0]],
+      [[1, 4096], [1, 0]],
+      [[3, 4], [1, 0]],
+      [[2, 3, 4, 5, 6, 7], [5, 3, 1, 0, 2, 4]],
+    ];
+    for (const [shape, perm] of cases) {
+      await same(
+        `transpose ${shape} ${perm}`,
+        () => valueAndGrads((x) => tf.transpose(x, perm), [shape]),
+        0,
+      );
     }
   },
 });
