@@ -231,6 +231,12 @@ Deno.test({
         });
       }
     }
+    for (const axis of [[1, 2], 2, [-3, -2]]) {
+      await same(`sum/mean/max [2,3,4,5] middle axes ${axis}`, () => {
+        const x = rnd([2, 3, 4, 5]);
+        return [tf.sum(x, axis, true), tf.mean(x, axis), tf.max(x, axis)];
+      });
+    }
     await same("sum all", () => tf.sum(rnd([3, 4])));
     for (const perm of [[1, 0], [0, 2, 1, 3], [0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3]]) {
       await same(
