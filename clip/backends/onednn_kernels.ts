@@ -5,18 +5,23 @@
  *
  * - re-registered: `Conv2D`, `FusedConv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter` (NHWC,
  *   no dilation; weights reordered to oneDNN's blocked layout per call), `AvgPool`, `AvgPoolGrad`,
- *   `Softmax` (last axis), `Transpose` (one reorder), `Relu`, `Exp`, `Sigmoid`, `Tanh`, `Sqrt` (from {@link ELTWISE_MIN}
- *   elements);
+ *   `Softmax` (last axis), `Transpose` (one reorder), `Relu`, `Exp`, `Sigmoid`, `Tanh`, `Sqrt`
+ *   (element-wise ones from {@link ELTWISE_MIN} elements: FFI overhead below);
  * - fused kernels (see fused.ts): `MtilLayerNorm`/`MtilLayerNormGrad`,
  *   `MtilQuickGelu`/`MtilQuickGeluGrad` (eltwise swish α = 1.702), `MtilSoftmaxGrad` (the
  *   attention softmax's gradient in one pass), `MtilReluGrad` (ReLU's gradient in one pass),
  *   `MtilBatchNormTrain`/`MtilBatchNormTrainGrad`.
  *
  * A separate backend name (rather than more kernels on `cpu-blas`) keeps `cpu-blas` usable where
- * oneDNN is missing and lets tests compare the two. Matrix products stay on OpenBLAS: measured
- * faster than oneDNN's matmul at CLIP's shapes (see the module README of the issue).
- * Everything a oneDNN kernel does not cover (other dtypes, NCHW, dilations) runs the `cpu-blas`
- * kernel.
+ * oneDNN is missing and lets tests compare the two. Matrix products stay on OpenBLAS: oneDNN's
+ * matmul primitive measured the same within noise at ViT-B/32's shapes (±20%, slower with a
+ * transposed left operand, one thread, 2 loaded cores), not worth a second code path.
+ * Everything a oneDNN kernel does not cover (other dtypes, NCHW, dilations, padded `AvgPoolGrad`)
+ * runs the `cpu-blas` kernel; that is why the hand-written im2col convolutions and pooling
+ * gradient stay in blas_kernels.ts (and `cpu-blas` is the backend where oneDNN is missing).
+ *
+ * Known limit: primitives are cached per shape for the life of the process (a few KiB each, plus
+ * oneDNN's blocked copy of a convolution's weights); workloads with ever-changing shapes grow it.
  *
  * @module
  */
@@ -430,39 +435,6 @@ export function batchNormBackward(
       { arg: ARG.diffScale, md: f.c, query: 0 },
       { arg: ARG.diffShift, md: f.c, query: 0 },
     ], [f.desc, f.pd, desc]);
-  });
-}
-
-/**
- * Row-major `C[m,n] = op(A)·op(B)` (+ `bias[n]`): arrays `[a, b, c]` or `[a, b, bias, c]`.
- * Transposes are strided memory descriptors (no copies).
- */
-export function matmul(
-  d: Dnnl,
-  m: number,
-  n: number,
-  k: number,
-  transA: boolean,
-  transB: boolean,
-  withBias = false,
-): Primitive {
-  return d.cached(`matmul:${m}:${n}:${k}:${transA}:${transB}:${withBias}`, () => {
-    const a = transA ? d.mdStrided([m, k], [1, m]) : d.md([m, k], TAG.ab);
-    const b = transB ? d.mdStrided([k, n], [1, k]) : d.md([k, n], TAG.ab);
-    const c = d.md([m, n], TAG.ab);
-    const bias = d.md([1, n], TAG.ab);
-    const desc = d.raw.desc();
-    d.raw.check(
-      d.raw.lib.dnnl_matmul_desc_init(desc, a, b, withBias ? Deno.UnsafePointer.of(bias) : null, c),
-      "matmul_desc_init",
-    );
-    const pd = d.raw.pd(desc);
-    return d.raw.build(pd, [
-      { arg: ARG.src, md: a, query: QUERY.src },
-      { arg: ARG.weights, md: b, query: QUERY.weights },
-      ...(withBias ? [{ arg: ARG.bias, md: bias, query: 0 }] : []),
-      { arg: ARG.dst, md: c, query: QUERY.dst },
-    ], [desc, bias]);
   });
 }
 
