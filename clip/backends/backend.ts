@@ -78,7 +78,12 @@ export function setNativeThreads(n: number): number {
 }
 
 function threadSetting(opt: number | undefined): number {
-  if (opt !== undefined) return opt;
+  if (opt !== undefined) {
+    if (!Number.isInteger(opt) || opt < 1) {
+      throw new Error(`threads must be a positive integer (got ${opt}; --threads / MTIL_THREADS)`);
+    }
+    return opt;
+  }
   const env = envVar("MTIL_THREADS");
   if (env !== undefined && env !== "") {
     const n = Number(env);

@@ -256,3 +256,56 @@ Deno.test({
     tf.dispose([x, w, g, b]);
   },
 });
+
+Deno.test({
+  name: "initBackend: a missing oneDNN is one skip line and cpu-blas takes over",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    const code =
+      `import { initBackend } from "${new URL("./backend.ts", import.meta.url).href}";\n` +
+      `console.log(await initBackend());`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      env: { MTIL_DNNL_LIB: "/nonexistent/libdnnl.so.2", MTIL_THREADS: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout).trim();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.success, true, stderr);
+    assertEquals(stdout, "cpu-blas");
+    const lines = stderr.split("\n").filter((l) => l.includes("cpu-dnnl"));
+    assertEquals(lines.length, 1, stderr);
+    assertEquals(
+      lines[0].startsWith("mtil: backend cpu-dnnl skipped: /nonexistent/libdnnl.so.2"),
+      true,
+      lines[0],
+    );
+  },
+});
+
+Deno.test({
+  name: "threads: MTIL_THREADS and initBackend({ threads }) reach oneDNN; bad values are errors",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    const { initBackend } = await import("./backend.ts");
+    const { dnnlThreads } = await import("./onednn.ts");
+    const original = tf.getBackend();
+    try {
+      assertEquals(await initBackend({ prefer: CPU_DNNL, quiet: true, threads: 1 }), CPU_DNNL);
+      assertEquals(dnnlThreads(), 1);
+      await initBackend({ prefer: CPU_DNNL, quiet: true, threads: 2 });
+      assertEquals(dnnlThreads(), 2);
+      let threw = false;
+      try {
+        await initBackend({ prefer: CPU_DNNL, quiet: true, threads: 0 });
+      } catch (e) {
+        threw = /threads must be a positive integer/.test((e as Error).message);
+      }
+      assertEquals(threw, true);
+    } finally {
+      await initBackend({ prefer: CPU_DNNL, quiet: true, threads: 1 });
+      await tf.setBackend(original);
+    }
+  },
+});
