@@ -236,6 +236,8 @@ export function dnnlThreads(): number | undefined {
 }
 
 const SUPPORTED_MAJOR = 2;
+/** Largest typed array V8 may allocate inside its (moving) heap (`typed_array_max_size_in_heap`). */
+const ON_HEAP_MAX = 64;
 
 /**
  * Open oneDNN once (cached). Returns null, never throws, when `--allow-ffi` is missing, no
@@ -412,14 +414,22 @@ function create(lib: Lib, path: string, version: string): Dnnl {
         if (arrays.length !== userMems.length) {
           throw new Error(`oneDNN primitive takes ${userMems.length} arrays, got ${arrays.length}`);
         }
+        // V8 may keep typed arrays of ≤ 64 bytes inside the JS heap, where the GC moves them:
+        // those go through an off-heap copy (copied back afterwards, for outputs).
+        let small: [Float32Array, Float32Array][] | null = null;
         for (let i = 0; i < arrays.length; i++) {
-          if (arrays[i].byteLength < slotBytes[i]) {
-            throw new Error(
-              `oneDNN argument ${i}: ${arrays[i].byteLength} bytes, needs ${slotBytes[i]}`,
-            );
+          let a = arrays[i];
+          if (a.byteLength < slotBytes[i]) {
+            throw new Error(`oneDNN argument ${i}: ${a.byteLength} bytes, needs ${slotBytes[i]}`);
+          }
+          if (a.byteLength <= ON_HEAP_MAX) {
+            const copy = new Float32Array(new ArrayBuffer(Math.max(4, a.byteLength)));
+            copy.set(a);
+            (small ??= []).push([a, copy]);
+            a = copy;
           }
           check(
-            lib.dnnl_memory_set_data_handle(userMems[i].mem, Deno.UnsafePointer.of(arrays[i])),
+            lib.dnnl_memory_set_data_handle(userMems[i].mem, Deno.UnsafePointer.of(a)),
             "set_data_handle",
           );
         }
@@ -427,6 +437,7 @@ function create(lib: Lib, path: string, version: string): Dnnl {
         exec(main, mainBuf);
         for (const r of after) exec(r.p, r.a);
         check(lib.dnnl_stream_wait(stream), "stream_wait");
+        if (small) for (const [orig, copy] of small) orig.set(copy.subarray(0, orig.length));
       },
     };
   };
