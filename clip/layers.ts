@@ -338,8 +338,7 @@ export function conv2dBatchNorm(
   return tf.tidy(() => {
     const weight = param(ctx, weightKey);
     if (ctx.training) {
-      const y = batchNorm(ctx, bnPath, conv2d(x, weight, stride, pad));
-      return relu ? tf.relu(y) : y;
+      return batchNorm(ctx, bnPath, conv2d(x, weight, stride, pad), relu);
     }
     const scale = tf.mul(
       param(ctx, `${bnPath}.weight`),
@@ -381,9 +380,15 @@ export function blockedColumnSum(x: tf.Tensor, minRows = 64): tf.Tensor {
 /**
  * `nn.BatchNorm2d` at `path` on NHWC `x`. Eval: running statistics. Training: batch statistics
  * (biased variance) normalise, and the running statistics are updated in place as PyTorch does
- * (momentum 0.1, unbiased variance; `num_batches_tracked` + 1).
+ * (momentum 0.1, unbiased variance; `num_batches_tracked` + 1). `relu` applies a ReLU after (one
+ * fused kernel on `cpu-dnnl`, which then never keeps the pre-ReLU tensor).
  */
-export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.Tensor4D {
+export function batchNorm(
+  ctx: LayerContext,
+  path: string,
+  x: tf.Tensor4D,
+  relu = false,
+): tf.Tensor4D {
   const weight = param(ctx, `${path}.weight`);
   const bias = param(ctx, `${path}.bias`);
   const runningMean = param(ctx, `${path}.running_mean`);
@@ -391,14 +396,16 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
   if (!ctx.training) {
     return tf.tidy(() => {
       const scale = tf.mul(weight, tf.rsqrt(tf.add(runningVar, NORM_EPS)));
-      return tf.add(tf.mul(x, scale), tf.sub(bias, tf.mul(runningMean, scale)));
+      const y = tf.add(tf.mul(x, scale), tf.sub(bias, tf.mul(runningMean, scale))) as tf.Tensor4D;
+      return relu ? tf.relu(y) : y;
     });
   }
   return tf.tidy(() => {
     const [n, h, w, ch] = x.shape;
     const count = n * h * w;
     let mean: tf.Tensor, variance: tf.Tensor;
-    const fused = fusedBatchNormTrain(x, weight, bias, NORM_EPS); // one kernel each way on cpu-dnnl
+    // one kernel each way on cpu-dnnl (ReLU included: the pre-ReLU tensor is never kept)
+    const fused = fusedBatchNormTrain(x, weight, bias, NORM_EPS, relu);
     if (fused) ({ mean, variance } = fused);
     else if (tf.getBackend() === "wasm") {
       const flat = tf.reshape(x, [count, ch]);
@@ -418,6 +425,7 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
     });
     if (fused) return fused.y;
     const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, NORM_EPS)));
-    return tf.add(tf.mul(xhat, weight), bias);
+    const y = tf.add(tf.mul(xhat, weight), bias) as tf.Tensor4D;
+    return relu ? tf.relu(y) : y;
   });
 }

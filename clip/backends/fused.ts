@@ -52,20 +52,20 @@ export interface BatchNormTrainResult {
 }
 
 /**
- * BatchNorm with batch statistics on NHWC `x` as one kernel with one gradient kernel, or null
- * when the active backend has none.
+ * BatchNorm with batch statistics on NHWC `x` (then ReLU when `relu`) as one kernel with one
+ * gradient kernel, or null when the active backend has none.
  */
 export function fusedBatchNormTrain(
   x: tf.Tensor4D,
   scale: tf.Tensor,
   shift: tf.Tensor,
   eps: number,
+  relu = false,
 ): BatchNormTrainResult | null {
-  if (!has("MtilBatchNormTrain") || x.dtype !== "float32" || x.size === 0) return null;
+  const name = relu ? "MtilBatchNormReluTrain" : "MtilBatchNormTrain";
+  if (!has(name) || x.dtype !== "float32" || x.size === 0) return null;
   registerFusedGradients();
-  const [y, mean, variance] = run("MtilBatchNormTrain", { x, scale, shift }, {
-    eps,
-  }) as tf.Tensor[];
+  const [y, mean, variance] = run(name, { x, scale, shift }, { eps }) as tf.Tensor[];
   return { y: y as tf.Tensor4D, mean, variance };
 }
 
@@ -97,20 +97,31 @@ function registerFusedGradients(): void {
       x: () => run("MtilQuickGeluGrad", { dy: dy as tf.Tensor, x: saved[0] }) as tf.Tensor,
     }),
   });
-  tf.registerGradient({
-    kernelName: "MtilBatchNormTrain",
-    inputsToSave: ["x", "scale", "shift"],
-    outputsToSave: [false, true, true],
-    gradFunc: (dy, saved, attrs) => {
-      const [x, scale, shift, mean, variance] = saved;
-      const g = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor;
-      const eps = (attrs as { eps: number }).eps;
-      const r = run("MtilBatchNormTrainGrad", { dy: g, x, scale, shift, mean, variance }, {
-        eps,
-      }) as tf.Tensor[];
-      return { x: () => r[0], scale: () => r[1], shift: () => r[2] };
-    },
-  });
+  for (const relu of [false, true]) {
+    tf.registerGradient({
+      kernelName: relu ? "MtilBatchNormReluTrain" : "MtilBatchNormTrain",
+      inputsToSave: ["x", "scale", "shift"],
+      // the ReLU variant keeps its output (the next layer's input anyway) for the ReLU mask
+      outputsToSave: [relu, true, true],
+      gradFunc: (dy, saved, attrs) => {
+        const [x, scale, shift, ...outs] = saved;
+        const [y, mean, variance] = relu ? outs : [undefined, ...outs];
+        const g = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor;
+        const eps = (attrs as { eps: number }).eps;
+        const inputs: Record<string, tf.Tensor> = {
+          dy: g,
+          x,
+          scale,
+          shift,
+          mean: mean!,
+          variance: variance!,
+        };
+        if (y) inputs.y = y;
+        const r = run("MtilBatchNormTrainGrad", inputs, { eps }) as tf.Tensor[];
+        return { x: () => r[0], scale: () => r[1], shift: () => r[2] };
+      },
+    });
+  }
 }
 
 let reluGradDone = false;

@@ -38,6 +38,7 @@ export const ELTWISE = {
   logistic: 175,
   exp: 191,
   swish: 223,
+  reluUseDst: 256,
   logisticUseDst: 260,
   expUseDst: 261,
 } as const;
@@ -437,7 +438,7 @@ function create(lib: Lib, path: string, version: string): Dnnl {
         exec(main, mainBuf);
         for (const r of after) exec(r.p, r.a);
         check(lib.dnnl_stream_wait(stream), "stream_wait");
-        if (small) for (const [orig, copy] of small) orig.set(copy.subarray(0, orig.length));
+        if (small) { for (const [orig, copy] of small) orig.set(copy.subarray(0, orig.length)); }
       },
     };
   };

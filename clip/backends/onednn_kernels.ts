@@ -10,7 +10,8 @@
  * - fused kernels (see fused.ts): `MtilLayerNorm`/`MtilLayerNormGrad`,
  *   `MtilQuickGelu`/`MtilQuickGeluGrad` (eltwise swish α = 1.702), `MtilSoftmaxGrad` (the
  *   attention softmax's gradient in one pass), `MtilReluGrad` (ReLU's gradient in one pass),
- *   `MtilBatchNormTrain`/`MtilBatchNormTrainGrad`.
+ *   `MtilBatchNormTrain`, `MtilBatchNormReluTrain` (BatchNorm then ReLU: the pre-ReLU tensor is
+ *   neither kept nor saved)/`MtilBatchNormTrainGrad`.
  *
  * A separate backend name (rather than more kernels on `cpu-blas`) keeps `cpu-blas` usable where
  * oneDNN is missing and lets tests compare the two. Matrix products stay on OpenBLAS: oneDNN's
@@ -252,6 +253,24 @@ export function eltwiseBackward(d: Dnnl, n: number, alg: number, alpha = 0): Pri
     const pd = d.raw.pd(desc, f.pd);
     return d.raw.build(pd, [
       { arg: ARG.src, md: f.m, query: QUERY.src },
+      { arg: ARG.diffDst, md: f.m, query: QUERY.diffDst },
+      { arg: ARG.diffSrc, md: f.m, query: QUERY.diffSrc },
+    ], [f.desc, f.pd, desc]);
+  });
+}
+
+/** Element-wise backward from the destination (`*_use_dst_for_bwd` algs): arrays `[y, dy, dx]`. */
+export function eltwiseBackwardFromDst(d: Dnnl, n: number, alg: number, alpha = 0): Primitive {
+  return d.cached(`elt_bwd_dst:${n}:${alg}:${alpha}`, () => {
+    const f = eltwiseForwardPd(d, n, alg, alpha);
+    const desc = d.raw.desc();
+    d.raw.check(
+      d.raw.lib.dnnl_eltwise_backward_desc_init(desc, alg, f.m, f.m, alpha, 0),
+      "eltwise_backward_desc_init",
+    );
+    const pd = d.raw.pd(desc, f.pd);
+    return d.raw.build(pd, [
+      { arg: ARG.dst, md: f.m, query: QUERY.dst },
       { arg: ARG.diffDst, md: f.m, query: QUERY.diffDst },
       { arg: ARG.diffSrc, md: f.m, query: QUERY.diffSrc },
     ], [f.desc, f.pd, desc]);
@@ -908,8 +927,11 @@ function layerNormGradKernel(d: Dnnl): KernelFn {
   };
 }
 
-/** `MtilBatchNormTrain` {x (NHWC), scale, shift} attrs {eps} → [y, mean, variance (biased)]. */
-function batchNormTrainKernel(d: Dnnl): KernelFn {
+/**
+ * `MtilBatchNormTrain` {x (NHWC), scale, shift} attrs {eps} → [y, mean, variance (biased)];
+ * `MtilBatchNormReluTrain`: the same with `y = relu(·)` in place (no pre-ReLU tensor kept).
+ */
+function batchNormTrainKernel(d: Dnnl, relu: boolean): KernelFn {
   return (args) => {
     const { x, scale, shift } = args.inputs as Record<string, TensorInfo>;
     const eps = args.attrs!.eps as number;
@@ -924,6 +946,7 @@ function batchNormTrainKernel(d: Dnnl): KernelFn {
       mean,
       variance,
     ]);
+    if (relu && y.length > 0) eltwiseForward(d, y.length, ELTWISE.relu).run([y, y]);
     return [
       out(args.backend, [...x.shape], y),
       out(args.backend, [c], mean),
@@ -933,19 +956,26 @@ function batchNormTrainKernel(d: Dnnl): KernelFn {
 }
 
 /**
- * `MtilBatchNormTrainGrad` {dy, x, scale, shift, mean, variance} attrs {eps} → [dx, dscale,
- * dshift].
+ * `MtilBatchNormTrainGrad` {dy, x, scale, shift, mean, variance, y?} attrs {eps} → [dx, dscale,
+ * dshift]; with `y` (the output of `MtilBatchNormReluTrain`) the ReLU's gradient comes first.
  */
 function batchNormTrainGradKernel(d: Dnnl): KernelFn {
   return (args) => {
-    const { dy, x, scale, shift, mean, variance } = args.inputs as Record<string, TensorInfo>;
+    const { dy, x, scale, shift, mean, variance, y } = args.inputs as Record<string, TensorInfo>;
     const eps = args.attrs!.eps as number;
     const [n, h, w, c] = x.shape;
     const dx = new Float32Array(n * h * w * c);
     const ds = new Float32Array(c), db = new Float32Array(c);
+    let g = f32(args.backend, dy);
+    if (y !== undefined && g.length > 0) {
+      // through the fused ReLU first: its mask is y > 0
+      const gr = new Float32Array(g.length);
+      eltwiseBackwardFromDst(d, g.length, ELTWISE.reluUseDst).run([f32(args.backend, y), g, gr]);
+      g = gr;
+    }
     batchNormBackward(d, n, h, w, c, eps).run([
       f32(args.backend, x),
-      f32(args.backend, dy),
+      g,
       f32(args.backend, scale),
       f32(args.backend, shift),
       f32(args.backend, mean),
@@ -980,6 +1010,7 @@ export const DNNL_KERNEL_NAMES: readonly string[] = [
   "MtilLayerNorm",
   "MtilLayerNormGrad",
   "MtilBatchNormTrain",
+  "MtilBatchNormReluTrain",
   "MtilBatchNormTrainGrad",
 ];
 
@@ -1000,7 +1031,8 @@ function kernels(d: Dnnl): Record<string, KernelFn> {
     MtilQuickGeluGrad: quickGeluGradKernel(d),
     MtilLayerNorm: layerNormKernel(d),
     MtilLayerNormGrad: layerNormGradKernel(d),
-    MtilBatchNormTrain: batchNormTrainKernel(d),
+    MtilBatchNormTrain: batchNormTrainKernel(d, false),
+    MtilBatchNormReluTrain: batchNormTrainKernel(d, true),
     MtilBatchNormTrainGrad: batchNormTrainGradKernel(d),
   };
 }

@@ -223,9 +223,11 @@ Deno.test({
           ["bn.running_var", tf.variable(tf.ones([c]))],
         ]);
         const ctx: LayerContext = { params, denseHooks: new Map(), training: true };
-        const r = valueAndGrads(
-          (x) => batchNorm(ctx, "bn", x as tf.Tensor4D),
-          [shape],
+        const r = [false, true].flatMap((relu) =>
+          valueAndGrads(
+            (x) => batchNorm(ctx, "bn", x as tf.Tensor4D, relu),
+            [shape],
+          )
         );
         const stats = [params.get("bn.running_mean")!, params.get("bn.running_var")!].map((v) =>
           tf.clone(v)
