@@ -363,10 +363,31 @@ function lastJsonLine(text: string): unknown {
   throw new Error("no JSON result in output");
 }
 
-async function runSub(cmd: string, args: string[], label: string): Promise<BenchResult> {
+/** `OMP_WAIT_POLICY` as this process started (loading oneDNN sets it; PyTorch must not inherit). */
+const OMP_WAIT_POLICY_AT_START = Deno.env.get("OMP_WAIT_POLICY");
+
+/** The environment this process started with, for the PyTorch run. */
+function startEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  if (OMP_WAIT_POLICY_AT_START === undefined) delete env.OMP_WAIT_POLICY;
+  else env.OMP_WAIT_POLICY = OMP_WAIT_POLICY_AT_START;
+  return env;
+}
+
+async function runSub(
+  cmd: string,
+  args: string[],
+  label: string,
+  env?: Record<string, string>,
+): Promise<BenchResult> {
   console.error(`bench: ${label} ...`);
   const t0 = performance.now();
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "inherit" }).output();
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+    ...(env ? { env, clearEnv: true } : {}),
+  }).output();
   const text = new TextDecoder().decode(out.stdout);
   console.error(`bench: ${label} done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   if (!out.success) {
@@ -488,6 +509,7 @@ async function main(): Promise<void> {
         py,
         [script, "--threads", String(threads), ...(values.quick ? ["--quick"] : [])],
         "pytorch",
+        startEnv(),
       );
       r.backend = "pytorch";
       results.push(r);
