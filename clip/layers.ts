@@ -20,6 +20,7 @@
  */
 import { tf } from "./backends/tf.ts";
 import type { AttentionHook, DenseHook } from "./types.ts";
+import { fusedBatchNormTrain, fusedLayerNorm, fusedQuickGelu } from "./backends/fused.ts";
 
 /** LayerNorm / BatchNorm epsilon of the reference (PyTorch default). */
 export const NORM_EPS = 1e-5;
@@ -67,7 +68,7 @@ export function linear(
     const rows = x2.shape[0];
     const w = weight as tf.Tensor2D;
     let y: tf.Tensor;
-    if (tf.getBackend() === "cpu-blas") {
+    if (tf.getBackend() === "cpu-blas" || tf.getBackend() === "cpu-dnnl") {
       // sgemm takes the transpose for free (forward and gradients)
       y = tf.fused.matMul({ a: x2, b: w, transposeB: true, bias: bias ?? undefined });
     } else if (rows * (inF + outF) < inF * outF) {
@@ -100,6 +101,8 @@ export function layerNorm(
   eps = NORM_EPS,
 ): tf.Tensor {
   return tf.tidy(() => {
+    const fused = fusedLayerNorm(x, weight, bias, eps); // one kernel each way on cpu-dnnl
+    if (fused) return fused;
     const axis = x.rank - 1;
     const xc = tf.sub(x, tf.mean(x, axis, true));
     const variance = tf.mean(tf.square(xc), axis, true);
@@ -114,7 +117,7 @@ export function layerNormAt(ctx: LayerContext, path: string, x: tf.Tensor): tf.T
 
 /** CLIP's QuickGELU: `x · sigmoid(1.702 x)`. */
 export function quickGelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
+  return tf.tidy(() => fusedQuickGelu(x) ?? tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
 }
 
 /**
@@ -291,7 +294,7 @@ export interface Conv2dOptions {
 /**
  * 2-D convolution of NHWC `x` with a PyTorch OIHW `weight`, symmetric zero padding `pad` as
  * PyTorch's `padding=pad`, optional bias and ReLU (fused kernels). 1×1 stride-1 convolutions run
- * as a matrix product.
+ * as a matrix product (except on `cpu-dnnl`).
  */
 export function conv2d(
   x: tf.Tensor4D,
@@ -303,7 +306,8 @@ export function conv2d(
   return tf.tidy(() => {
     const [o, i, kh, kw] = weight.shape;
     const activation = options.relu ? "relu" : "linear";
-    if (kh === 1 && kw === 1 && stride === 1 && pad === 0) {
+    // (on cpu-dnnl oneDNN's 1×1 convolution beats the matrix product, its gradients most)
+    if (kh === 1 && kw === 1 && stride === 1 && pad === 0 && tf.getBackend() !== "cpu-dnnl") {
       const [n, h, w] = x.shape;
       const y = tf.fused.matMul({
         a: tf.reshape(x, [n * h * w, i]),
@@ -341,8 +345,7 @@ export function conv2dBatchNorm(
   return tf.tidy(() => {
     const weight = param(ctx, weightKey);
     if (ctx.training) {
-      const y = batchNorm(ctx, bnPath, conv2d(x, weight, stride, pad));
-      return relu ? tf.relu(y) : y;
+      return batchNorm(ctx, bnPath, conv2d(x, weight, stride, pad), relu);
     }
     const scale = tf.mul(
       param(ctx, `${bnPath}.weight`),
@@ -390,9 +393,15 @@ const BLOCKED_SUM_BACKENDS = new Set(["wasm", "webgpu"]);
 /**
  * `nn.BatchNorm2d` at `path` on NHWC `x`. Eval: running statistics. Training: batch statistics
  * (biased variance) normalise, and the running statistics are updated in place as PyTorch does
- * (momentum 0.1, unbiased variance; `num_batches_tracked` + 1).
+ * (momentum 0.1, unbiased variance; `num_batches_tracked` + 1). `relu` applies a ReLU after (one
+ * fused kernel on `cpu-dnnl`, which then never keeps the pre-ReLU tensor).
  */
-export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.Tensor4D {
+export function batchNorm(
+  ctx: LayerContext,
+  path: string,
+  x: tf.Tensor4D,
+  relu = false,
+): tf.Tensor4D {
   const weight = param(ctx, `${path}.weight`);
   const bias = param(ctx, `${path}.bias`);
   const runningMean = param(ctx, `${path}.running_mean`);
@@ -400,14 +409,18 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
   if (!ctx.training) {
     return tf.tidy(() => {
       const scale = tf.mul(weight, tf.rsqrt(tf.add(runningVar, NORM_EPS)));
-      return tf.add(tf.mul(x, scale), tf.sub(bias, tf.mul(runningMean, scale)));
+      const y = tf.add(tf.mul(x, scale), tf.sub(bias, tf.mul(runningMean, scale))) as tf.Tensor4D;
+      return relu ? tf.relu(y) : y;
     });
   }
   return tf.tidy(() => {
     const [n, h, w, ch] = x.shape;
     const count = n * h * w;
     let mean: tf.Tensor, variance: tf.Tensor;
-    if (BLOCKED_SUM_BACKENDS.has(tf.getBackend())) {
+    // one kernel each way on cpu-dnnl (ReLU included: the pre-ReLU tensor is never kept)
+    const fused = fusedBatchNormTrain(x, weight, bias, NORM_EPS, relu);
+    if (fused) ({ mean, variance } = fused);
+    else if (BLOCKED_SUM_BACKENDS.has(tf.getBackend())) {
       const flat = tf.reshape(x, [count, ch]);
       mean = tf.div(blockedColumnSum(flat), count);
       variance = tf.div(blockedColumnSum(tf.square(tf.sub(flat, mean))), count);
@@ -423,7 +436,9 @@ export function batchNorm(ctx: LayerContext, path: string, x: tf.Tensor4D): tf.T
       const tracked = ctx.params.get(`${path}.num_batches_tracked`);
       if (tracked) tracked.assign(tf.add(tracked, tf.scalar(1, tracked.dtype)));
     });
+    if (fused) return fused.y;
     const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, NORM_EPS)));
-    return tf.add(tf.mul(xhat, weight), bias);
+    const y = tf.add(tf.mul(xhat, weight), bias) as tf.Tensor4D;
+    return relu ? tf.relu(y) : y;
   });
 }

@@ -44,7 +44,7 @@ export interface AdamWState {
  * Never `webgpu` (or `wasm`, `tensorflow`): on a device the loop would download and upload every
  * parameter each step; the tensor path keeps the update on the device.
  */
-const HOST_BACKENDS = new Set(["cpu", "cpu-blas"]);
+const HOST_BACKENDS = new Set(["cpu", "cpu-blas", "cpu-dnnl"]);
 
 /**
  * The AdamW update of one parameter as a single pass over host arrays (same formula and
@@ -71,7 +71,12 @@ function fusedHostUpdate(
   const md = m.dataSync() as Float32Array;
   const vd = v.dataSync() as Float32Array;
   const n = pd.length;
-  const np = new Float32Array(n), nm = new Float32Array(n), nv = new Float32Array(n);
+  // The moments are private to the optimizer: when nothing else shares their buffers they are
+  // updated in place (two fewer arrays of the parameter's size per step: 680 MB on a ViT-B/32
+  // tower). The parameter always gets a new array (callers may hold its old values).
+  const mInPlace = solelyOwned(m), vInPlace = solelyOwned(v);
+  const np = new Float32Array(n);
+  const nm = mInPlace ? md : new Float32Array(n), nv = vInPlace ? vd : new Float32Array(n);
   const f = Math.fround;
   const decay = f(1 - h.lr * h.wd), b1 = f(h.b1), c1 = f(1 - h.b1), b2 = f(h.b2);
   const c2 = f(1 - h.b2), bc2 = f(h.bc2Sqrt), eps = f(h.eps), step = f(h.stepSize);
@@ -88,10 +93,18 @@ function fusedHostUpdate(
   }
   const shape = p.shape;
   tf.tidy(() => {
-    m.assign(tf.tensor(nm, shape, "float32"));
-    v.assign(tf.tensor(nv, shape, "float32"));
+    if (!mInPlace) m.assign(tf.tensor(nm, shape, "float32"));
+    if (!vInPlace) v.assign(tf.tensor(nv, shape, "float32"));
     p.assign(tf.tensor(np, shape, "float32"));
   });
+}
+
+/** Whether `t`'s host buffer (cpu backends) belongs to `t` alone (no clone, reshape or view). */
+function solelyOwned(t: tf.Variable): boolean {
+  const data = (tf.backend() as unknown as {
+    data?: { get(id: object): { refCount?: number; values?: unknown } | undefined };
+  }).data?.get(t.dataId);
+  return data?.refCount === 1 && data.values instanceof Float32Array;
 }
 
 /** AdamW over named tf.Variables; state is created lazily on a parameter's first update. */
@@ -160,7 +173,9 @@ export class AdamW {
     const toSd = (src: Map<string, tf.Variable>): StateDict => {
       const sd: StateDict = new Map();
       for (const [k, t] of src) {
-        sd.set(k, { shape: t.shape.slice(), dtype: "float32", data: t.dataSync() as Float32Array });
+        // a copy: the host update writes the moments in place
+        const data = (t.dataSync() as Float32Array).slice();
+        sd.set(k, { shape: t.shape.slice(), dtype: "float32", data });
       }
       return sd;
     };

@@ -172,6 +172,7 @@ export const TRAIN_FLAG_SPECS: FlagSpecs = {
   "workers": { integer: true, min: 0, max: 256 },
   "start-iteration": INT0,
   "accum-steps": INT1,
+  "threads": { integer: true, min: 1, max: 1024 },
   "max-evaluation-size": INT1,
   "n-class": INT1,
 };

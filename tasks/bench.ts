@@ -10,9 +10,15 @@
  * skipped with a note. The headline is the ratio of the best tfjs backend to PyTorch.
  *
  * ```
- * deno task bench [--quick] [--backends cpu-blas,wasm] [--profile] [--no-torch]
- * deno run -A tasks/bench.ts --child cpu-blas --profile --only "ViT-B/32 train"   # one case
+ * deno task bench [--quick] [--backends cpu-dnnl,cpu-blas,wasm] [--profile] [--no-torch]
+ *   [--threads N] [--json FILE]
+ * deno run -A tasks/bench.ts --child cpu-dnnl --profile --only "ViT-B/32 train"   # one case
  * ```
+ *
+ * `--threads N` (default: every core) is the thread count of the native libraries of every
+ * backend (OpenBLAS, oneDNN) and of PyTorch (`torch.set_num_threads`), so both sides run with the
+ * same count. `--json FILE` also writes the results, the load average and the thread count as
+ * JSON (atomically).
  *
  * `--profile` prints where the ViT-B/32 training step spends its time, kernel by kernel.
  *
@@ -28,6 +34,7 @@ import { buildClip, MODEL_CONFIGS, randomStateDict } from "../clip/model.ts";
 import type { ClipConfig, ClipModel } from "../clip/types.ts";
 import { AdamW } from "../methods/adamw.ts";
 import { runWebGpuChild } from "./_bench_webgpu.ts";
+import { writeFileAtomic } from "../clip/formats/safetensors.ts";
 
 /** Measurements of one backend (or PyTorch). */
 export interface BenchResult {
@@ -180,6 +187,7 @@ function trainStep(opt: AdamW, params: Map<string, tf.Variable>, loss: () => tf.
 }
 
 interface ChildOptions {
+  threads: number;
   quick: boolean;
   profile: boolean;
   full: boolean;
@@ -223,7 +231,7 @@ async function profileStep(fn: () => void): Promise<void> {
 
 async function runChild(backend: string, o: ChildOptions): Promise<BenchResult> {
   const r: BenchResult = { backend, notes: [] };
-  const active = await initBackend({ prefer: backend, quiet: true });
+  const active = await initBackend({ prefer: backend, quiet: true, threads: o.threads });
   if (active !== backend) throw new Error(`backend ${backend} did not activate (${active})`);
   if (backend === "webgpu") {
     // asynchronous reads only (tasks/_bench_webgpu.ts)
@@ -363,10 +371,31 @@ function lastJsonLine(text: string): unknown {
   throw new Error("no JSON result in output");
 }
 
-async function runSub(cmd: string, args: string[], label: string): Promise<BenchResult> {
+/** `OMP_WAIT_POLICY` as this process started (loading oneDNN sets it; PyTorch must not inherit). */
+const OMP_WAIT_POLICY_AT_START = Deno.env.get("OMP_WAIT_POLICY");
+
+/** The environment this process started with, for the PyTorch run. */
+function startEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  if (OMP_WAIT_POLICY_AT_START === undefined) delete env.OMP_WAIT_POLICY;
+  else env.OMP_WAIT_POLICY = OMP_WAIT_POLICY_AT_START;
+  return env;
+}
+
+async function runSub(
+  cmd: string,
+  args: string[],
+  label: string,
+  env?: Record<string, string>,
+): Promise<BenchResult> {
   console.error(`bench: ${label} ...`);
   const t0 = performance.now();
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "inherit" }).output();
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+    ...(env ? { env, clearEnv: true } : {}),
+  }).output();
   const text = new TextDecoder().decode(out.stdout);
   console.error(`bench: ${label} done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   if (!out.success) {
@@ -427,20 +456,30 @@ async function main(): Promise<void> {
       "no-torch": { type: "boolean", default: false },
       child: { type: "string" },
       only: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "deno task bench [--quick] [--backends webgpu,cpu-blas,wasm,cpu] [--profile] [--no-torch]\n" +
+      "deno task bench [--quick] [--backends webgpu,cpu-dnnl,cpu-blas,wasm,cpu] [--profile] [--no-torch]\n" +
+        "  [--threads N] [--json FILE]\n" +
         "  [--child BACKEND --only CASE-PREFIX]  (one backend, one case, JSON on stdout)\n" +
         "Per-backend speed (matmul, encodeImage, training steps, peak RSS) next to PyTorch.",
     );
     return;
   }
   const requested = values.backends?.split(",").map((s) => s.trim()).filter(Boolean);
+  const threads = values.threads === undefined
+    ? Math.max(1, navigator.hardwareConcurrency || 1)
+    : Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new Error(`--threads must be a positive integer (got ${values.threads})`);
+  }
   if (values.child) {
     const r = await runChild(values.child, {
+      threads,
       quick: values.quick,
       profile: values.profile,
       full: requested?.includes("cpu") ?? false,
@@ -463,6 +502,8 @@ async function main(): Promise<void> {
     ...(values.quick ? ["--quick"] : []),
     ...(values.profile ? ["--profile"] : []),
     ...(requested ? ["--backends", requested.join(",")] : []),
+    "--threads",
+    String(threads),
   ];
   for (const b of backends) {
     results.push(
@@ -474,7 +515,12 @@ async function main(): Promise<void> {
     const py = await findTorchPython();
     if (py) {
       const script = new URL("./bench_torch.py", import.meta.url).pathname;
-      const r = await runSub(py, [script, ...(values.quick ? ["--quick"] : [])], "pytorch");
+      const r = await runSub(
+        py,
+        [script, "--threads", String(threads), ...(values.quick ? ["--quick"] : [])],
+        "pytorch",
+        startEnv(),
+      );
       r.backend = "pytorch";
       results.push(r);
     } else {
@@ -488,12 +534,25 @@ async function main(): Promise<void> {
     // not Linux
   }
   console.log(
-    `\nmtil bench${values.quick ? " (quick)" : ""}: ${navigator.hardwareConcurrency} cores` +
-      (load ? `, load average ${load}` : "") + "\n",
+    `\nmtil bench${values.quick ? " (quick)" : ""}: ${navigator.hardwareConcurrency} cores, ` +
+      `${threads} thread(s)` + (load ? `, load average ${load}` : "") + "\n",
   );
   console.log(renderTable(results));
   for (const r of results) for (const n of r.notes) notes.push(`${r.backend}: ${n}`);
   if (notes.length) console.log("\n" + notes.map((n) => `- ${n}`).join("\n"));
+  if (values.json) {
+    const doc = {
+      date: new Date().toISOString(),
+      cores: navigator.hardwareConcurrency,
+      threads,
+      loadAverage: load,
+      quick: values.quick,
+      results,
+      notes,
+    };
+    await writeFileAtomic(values.json, new TextEncoder().encode(JSON.stringify(doc, null, 1)));
+    console.log(`\nresults written to ${values.json}`);
+  }
 }
 
 if (import.meta.main) {

@@ -57,7 +57,11 @@ export async function runEval(argv: string[]): Promise<TopEntry[] | undefined> {
   const limit = numberFlag(a, "eval-limit", { integer: true, positive: true });
   const batchSize = numberFlag(a, "batch-size-eval", { integer: true, positive: true });
   const workers = numberFlag(a, "workers", { integer: true, min: 0 });
-  const backend = await initBackend({ prefer: a.backend as string | undefined, quiet: !!a.quiet });
+  const backend = await initBackend({
+    prefer: a.backend as string | undefined,
+    quiet: !!a.quiet,
+    threads: numberFlag(a, "threads"),
+  });
   const { model, preprocess } = await loadClip(String(a.model), {
     cacheDir: a["cache-dir"] as string,
   });

@@ -73,7 +73,11 @@ export async function runSequenceFlags(
     ? learningRates(order, f["lr-per-task"] as string | undefined)
     : order.map(() => numberFlag(f, "lr")!);
   const dir = String(f.save);
-  const backend = await initBackend({ prefer: f.backend as string | undefined, quiet: !!f.quiet });
+  const backend = await initBackend({
+    prefer: f.backend as string | undefined,
+    quiet: !!f.quiet,
+    threads: numberFlag(f, "threads"),
+  });
   const title = (f.title as string | undefined) ?? `${method.name} on ${order.length} tasks`;
   const config = Object.fromEntries(Object.entries(f).filter(([k]) => !NOT_CONFIG.has(k)));
   const { model } = await loadClip(String(f.model), { cacheDir: f["cache-dir"] as string });

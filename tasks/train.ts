@@ -47,7 +47,11 @@ export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
   const first = typeof f["train-dataset"] === "string" ? [f["train-dataset"]] : undefined;
   const tasks = order ?? first;
   if (!tasks) throw new Error("--train-dataset is required (e.g. --train-dataset FashionMNIST)");
-  const backend = await initBackend({ prefer: f.backend as string | undefined, quiet: !!f.quiet });
+  const backend = await initBackend({
+    prefer: f.backend as string | undefined,
+    quiet: !!f.quiet,
+    threads: numberFlag(f, "threads"),
+  });
   const { method, options, load } = await trainOptionsFromFlags(f);
   if (!f.quiet) console.log("run configuration:", JSON.stringify({ ...f, backend }, null, 2));
   const { model } = await loadClip(String(f.model), { cacheDir: f["cache-dir"] as string });

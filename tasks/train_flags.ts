@@ -79,6 +79,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec & { short?: string }> = {
   "exp-name": { type: "string", description: "experiment name (kept in the manifest)" },
   "cache-dir": { type: "string", description: "model cache folder" },
   "backend": { type: "string", description: "tfjs backend" },
+  "threads": { type: "string", description: "threads of OpenBLAS/oneDNN (default all cores)" },
   "lora": { type: "boolean", default: false, description: "train LoRA adapters" },
   "lora-r": { type: "string", default: "8", description: "LoRA rank" },
   "lora-alpha": { type: "string", default: "16", description: "LoRA α" },

@@ -7,14 +7,22 @@
  * 2. `webgpu` — `@tensorflow/tfjs-backend-webgpu` on Deno's `navigator.gpu` (see `webgpu.ts`).
  *    Chosen automatically only on a real GPU; a fallback (software) adapter such as Mesa's
  *    lavapipe is used only when asked for by name;
- * 3. `cpu-blas` — tfjs's cpu backend with the heavy kernels on the system's OpenBLAS through
+ * 3. `cpu-dnnl` — `cpu-blas` (below) with convolutions, pooling, normalisation, softmax and the
+ *    transcendental element-wise kernels on oneDNN 2.x (Debian's `libdnnl2`) through Deno FFI,
+ *    plus fused LayerNorm / QuickGELU / BatchNorm / softmax-gradient kernels;
+ * 4. `cpu-blas` — tfjs's cpu backend with the heavy kernels on the system's OpenBLAS through
  *    Deno FFI (needs `--allow-ffi` and e.g. Debian's `libopenblas0-pthread`);
- * 4. `wasm` — `@tensorflow/tfjs-backend-wasm` (SIMD, one thread) plus the training kernels it
+ * 5. `wasm` — `@tensorflow/tfjs-backend-wasm` (SIMD, one thread) plus the training kernels it
  *    lacks ({@link registerWasmTrainingKernels});
- * 5. `cpu` — tfjs's pure-JS backend (always there, ~100× slower).
+ * 6. `cpu` — tfjs's pure-JS backend (always there, ~100× slower).
  *
  * `MTIL_BACKEND` or the `prefer` option (the CLIs' `--backend`) puts one name first. A backend
  * that fails to load is a one-line note, never a crash.
+ *
+ * Threads of the native CPU backends (OpenBLAS's pool and oneDNN's OpenMP team): the `threads`
+ * option, else `MTIL_THREADS`, else every core (`navigator.hardwareConcurrency`). Both libraries
+ * get the same count; they run one after the other (FFI calls block the JS thread), and idle
+ * OpenMP threads sleep (`OMP_WAIT_POLICY=PASSIVE`) instead of spinning against OpenBLAS's.
  *
  * @module
  */
@@ -27,10 +35,26 @@ import {
   registerCpuFixes,
 } from "./blas_kernels.ts";
 import { registerMatMulGradient, registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import {
+  CPU_DNNL,
+  dnnlBackendUnavailableReason,
+  dnnlInfo,
+  registerDnnlBackend,
+} from "./onednn_kernels.ts";
+import { dnnlThreads, setDnnlThreads } from "./onednn.ts";
+import { loadBlas } from "./blas.ts";
+import { registerReluGradient, registerSoftmaxGradient } from "./fused.ts";
 import { registerWebGpuBackend, WEBGPU } from "./webgpu.ts";
 
 /** Backend names {@link initBackend} understands, fastest first. */
-export const BACKEND_NAMES: readonly string[] = ["tensorflow", WEBGPU, "cpu-blas", "wasm", "cpu"];
+export const BACKEND_NAMES: readonly string[] = [
+  "tensorflow",
+  WEBGPU,
+  "cpu-dnnl",
+  "cpu-blas",
+  "wasm",
+  "cpu",
+];
 
 /** Options of {@link initBackend}. */
 export interface InitBackendOptions {
@@ -38,6 +62,43 @@ export interface InitBackendOptions {
   prefer?: string;
   /** Print nothing (default false: one line per backend on stderr). */
   quiet?: boolean;
+  /**
+   * Threads of OpenBLAS and oneDNN (`cpu-blas`, `cpu-dnnl`); overrides `MTIL_THREADS`. Default:
+   * every core.
+   */
+  threads?: number;
+}
+
+/**
+ * Set the thread count of the native CPU libraries (OpenBLAS and oneDNN's OpenMP team), when
+ * loaded. Returns the count applied.
+ */
+export function setNativeThreads(n: number): number {
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`threads must be a positive integer (got ${n}; --threads / MTIL_THREADS)`);
+  }
+  loadBlas()?.setThreads(n);
+  setDnnlThreads(n);
+  return n;
+}
+
+function threadSetting(opt: number | undefined): number {
+  if (opt !== undefined) {
+    if (!Number.isInteger(opt) || opt < 1) {
+      throw new Error(`threads must be a positive integer (got ${opt}; --threads / MTIL_THREADS)`);
+    }
+    return opt;
+  }
+  const env = envVar("MTIL_THREADS");
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new Error(`MTIL_THREADS must be a positive integer (got "${env}")`);
+    }
+    return n;
+  }
+  const cores = typeof navigator !== "undefined" ? navigator.hardwareConcurrency : 1;
+  return Math.max(1, cores || 1);
 }
 
 /** What happened to one backend during selection. */
@@ -147,6 +208,16 @@ function loadCpuBlas(): LoadResult {
   };
 }
 
+function loadCpuDnnl(): LoadResult {
+  if (!registerDnnlBackend()) return { ok: false, detail: dnnlBackendUnavailableReason() };
+  const info = dnnlInfo();
+  const blas = loadBlas();
+  return {
+    ok: true,
+    detail: `oneDNN ${info?.version} (${info?.path}, ${dnnlThreads()} threads) + ${blas?.path}`,
+  };
+}
+
 /** Register (without activating) one backend; cached. */
 function load(name: string): Promise<LoadResult> {
   let p = loads.get(name);
@@ -157,6 +228,9 @@ function load(name: string): Promise<LoadResult> {
         break;
       case CPU_BLAS:
         p = Promise.resolve(loadCpuBlas());
+        break;
+      case CPU_DNNL:
+        p = Promise.resolve(loadCpuDnnl());
         break;
       case "wasm":
         p = loadWasm();
@@ -198,7 +272,10 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
     ? [preferred, ...BACKEND_NAMES.filter((n) => n !== preferred)]
     : [...BACKEND_NAMES];
   registerMatMulGradient();
+  registerSoftmaxGradient();
+  registerReluGradient();
   registerCpuFixes();
+  const threads = threadSetting(opts.threads);
   const report: BackendStatus[] = [];
   let active = "";
   for (const name of order) {
@@ -234,6 +311,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
     }
   }
   if (!active) throw new Error("no TensorFlow.js backend could be activated (not even cpu)");
+  if (active === CPU_BLAS || active === CPU_DNNL) setNativeThreads(threads);
   lastReport = report;
   if (!opts.quiet) {
     const via = preferred && preferred !== "auto"

@@ -5,8 +5,8 @@
  * `Conv2DBackpropInput`, `Conv2DBackpropFilter` (im2col + `sgemm`, 1×1 convolutions without
  * im2col). The element-wise work that dominates a CLIP training step once the products are native
  * (measured with `deno task bench --profile`) is replaced too: broadcasting `Add`/`Sub`/`Multiply`/
- * `RealDiv` (large ones on BLAS level-1 routines), `Softmax`, `Sum`/`Mean`/`Max` over leading or
- * trailing axes, `Transpose` (tiled), `PadV2`, unary `Exp`/`Sigmoid`/`Sqrt`/`Rsqrt`/`Square`/
+ * `RealDiv` (large ones on BLAS level-1 routines), `Softmax`, `Sum`/`Mean`/`Max` over one contiguous
+ * block of axes, `Transpose` (tiled), `PadV2`, unary `Exp`/`Sigmoid`/`Sqrt`/`Rsqrt`/`Square`/
  * `Neg`/`Relu`, and `UnsortedSegmentSum` (a scatter-add; tfjs's takes 75 s for one embedding
  * gradient). Every loop is written out per operation: shared loops with callbacks go megamorphic
  * in V8 and run ~10× slower.
@@ -689,20 +689,19 @@ function softmaxKernel(): KernelFn {
 }
 
 /**
- * Which contiguous block of axes a reduction covers: `"trailing"` (rows of `inner` values),
- * `"leading"` (columns), or null (other patterns: the cpu kernel runs).
+ * The contiguous block of axes `[lo, hi)` a reduction covers, or null (other patterns: the cpu
+ * kernel runs). The input is then `[outer, count, inner]`.
  */
 function reductionLayout(
   axis: number | number[],
   shape: readonly number[],
-): { kind: "trailing" | "leading"; n: number } | null {
+): { lo: number; hi: number } | null {
   const rank = shape.length;
   const list = (Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a));
   const sorted = [...new Set(list)].sort((p, q) => p - q);
   const k = sorted.length;
-  if (k === 0) return null;
-  if (sorted.every((a, i) => a === rank - k + i)) return { kind: "trailing", n: k };
-  if (sorted.every((a, i) => a === i)) return { kind: "leading", n: k };
+  if (k === 0 || sorted[0] < 0 || sorted[k - 1] >= rank) return null;
+  if (sorted.every((a, i) => a === sorted[0] + i)) return { lo: sorted[0], hi: sorted[0] + k };
   return null;
 }
 
@@ -710,64 +709,61 @@ function reduceKernel(name: "Sum" | "Mean" | "Max"): KernelFn {
   return (args) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
-    const rank = x.shape.length;
     const layout = reductionLayout(axis, x.shape);
     if (x.dtype !== "float32" || layout === null || x.shape.some((d) => d === 0)) {
       return cpuKernel(name, args);
     }
+    const { lo, hi } = layout;
     const xv = f32(args.backend, x);
-    const reduced = layout.kind === "trailing"
-      ? x.shape.slice(rank - layout.n)
-      : x.shape.slice(0, layout.n);
-    const count = sizeOf(reduced);
-    const keptShape = layout.kind === "trailing"
-      ? x.shape.slice(0, rank - layout.n)
-      : x.shape.slice(layout.n);
-    const y = new Float32Array(sizeOf(keptShape));
-    if (layout.kind === "trailing") {
-      const inner = count;
-      for (let r = 0, off = 0; r < y.length; r++, off += inner) {
+    const outer = sizeOf(x.shape.slice(0, lo));
+    const count = sizeOf(x.shape.slice(lo, hi));
+    const inner = sizeOf(x.shape.slice(hi));
+    const y = new Float32Array(outer * inner);
+    if (inner === 1) {
+      // rows: one sum (in float64, as JS numbers) or max per row
+      for (let r = 0, off = 0; r < outer; r++, off += count) {
         if (name === "Max") {
           let m = -Infinity;
-          for (let j = 0; j < inner; j++) {
+          for (let j = 0; j < count; j++) {
             const v = xv[off + j];
             if (v > m || Number.isNaN(v)) m = v;
           }
           y[r] = m;
         } else {
-          let s = 0;
-          for (let j = 0; j < inner; j++) s += xv[off + j];
-          y[r] = s;
+          let acc = 0;
+          for (let j = 0; j < count; j++) acc += xv[off + j];
+          y[r] = acc;
         }
       }
     } else {
-      const cols = y.length;
-      if (name === "Max") {
-        y.set(xv.subarray(0, cols));
-        for (let r = 1; r < count; r++) {
-          const off = r * cols;
-          for (let j = 0; j < cols; j++) {
-            const v = xv[off + j];
-            if (v > y[j] || Number.isNaN(v)) y[j] = v;
+      // columns of `inner` values, `count` rows per outer block
+      const acc = name === "Max" ? null : new Float64Array(inner);
+      for (let o = 0; o < outer; o++) {
+        const base = o * count * inner, yo = o * inner;
+        if (acc === null) {
+          y.set(xv.subarray(base, base + inner), yo);
+          for (let r = 1; r < count; r++) {
+            const off = base + r * inner;
+            for (let j = 0; j < inner; j++) {
+              const v = xv[off + j];
+              if (v > y[yo + j] || Number.isNaN(v)) y[yo + j] = v;
+            }
           }
+        } else {
+          // Float64 accumulation keeps long column sums (bias gradients) as exact as the cpu kernel
+          acc.fill(0);
+          for (let r = 0; r < count; r++) {
+            const off = base + r * inner;
+            for (let j = 0; j < inner; j++) acc[j] += xv[off + j];
+          }
+          for (let j = 0; j < inner; j++) y[yo + j] = acc[j];
         }
-      } else {
-        // Float64 accumulation keeps long column sums (bias gradients) as exact as the cpu kernel.
-        const acc = new Float64Array(cols);
-        for (let r = 0; r < count; r++) {
-          const off = r * cols;
-          for (let j = 0; j < cols; j++) acc[j] += xv[off + j];
-        }
-        for (let j = 0; j < cols; j++) y[j] = acc[j];
       }
     }
     if (name === "Mean") { for (let i = 0; i < y.length; i++) y[i] /= count; }
-    let shape = keptShape;
-    if (keepDims) {
-      shape = layout.kind === "trailing"
-        ? [...keptShape, ...new Array(layout.n).fill(1)]
-        : [...new Array(layout.n).fill(1), ...keptShape];
-    }
+    const shape = keepDims
+      ? x.shape.map((d, i) => (i >= lo && i < hi ? 1 : d))
+      : [...x.shape.slice(0, lo), ...x.shape.slice(hi)];
     return out(args.backend, shape, y);
   };
 }
@@ -796,8 +792,15 @@ function transposeKernel(): KernelFn {
     const perm = args.attrs!.perm as number[];
     if (x.dtype !== "float32") return cpuKernel("Transpose", args);
     const rank = x.shape.length;
-    const xv = f32(args.backend, x);
     const dims = perm.map((p) => x.shape[p]);
+    // A permutation that keeps the order of every axis longer than 1 (the identity, e.g. in the
+    // gradient of a gather on axis 0) moves no data: share the buffer as Reshape does.
+    const moved = perm.filter((p) => x.shape[p] !== 1);
+    if (moved.every((p, i) => i === 0 || p > moved[i - 1])) {
+      args.backend.incRef(x.dataId);
+      return { dataId: x.dataId, shape: dims, dtype: x.dtype };
+    }
+    const xv = f32(args.backend, x);
     const y = new Float32Array(xv.length);
     if (rank === 0 || xv.length === 0) return out(args.backend, dims, y);
     const xStrides = stridesOf(x.shape);

@@ -231,12 +231,29 @@ Deno.test({
         });
       }
     }
+    for (const axis of [[1, 2], 2, [-3, -2]]) {
+      await same(`sum/mean/max [2,3,4,5] middle axes ${axis}`, () => {
+        const x = rnd([2, 3, 4, 5]);
+        return [tf.sum(x, axis, true), tf.mean(x, axis), tf.max(x, axis)];
+      });
+    }
     await same("sum all", () => tf.sum(rnd([3, 4])));
     for (const perm of [[1, 0], [0, 2, 1, 3], [0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3]]) {
       await same(
         `transpose ${perm}`,
         () => tf.transpose(rnd([2, 3, 4, 5].slice(0, perm.length)), perm),
       );
+    }
+    // permutations that move no data (identity, size-1 axes) share the input's buffer
+    for (
+      const [shape, perm] of [[[4, 3], [0, 1]], [[1, 5, 3], [1, 0, 2]], [[2, 1, 3], [0, 2, 1]]]
+    ) {
+      await same(`transpose ${shape} ${perm} (no data moved)`, () => {
+        const x = rnd(shape);
+        const y = tf.transpose(x, perm);
+        x.dispose(); // the shared buffer outlives x
+        return tf.add(y, 0);
+      });
     }
     for (
       const pads of [[[0, 0], [1, 2], [0, 3]], [[2, 1], [0, 0], [0, 0]], [[0, 0], [0, 0], [1, 1]]]

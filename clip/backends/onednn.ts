@@ -1,0 +1,498 @@
+/**
+ * oneDNN (`libdnnl.so.2`, the library PyTorch's CPU path runs its convolutions on) through Deno
+ * FFI. oneDNN memory objects point straight at Float32Array storage (no copies); primitives are
+ * created once per shape and cached, then re-pointed at each call's arrays with
+ * `dnnl_memory_set_data_handle`.
+ *
+ * Supported: the oneDNN 2.x C API (`*_desc_init` + `dnnl_primitive_desc_create`; measured on
+ * Debian's 2.6.3). oneDNN 3.x removed the `*_desc_init` functions: {@link loadDnnl} reads
+ * `dnnl_version()` and returns `null` with a one-line reason for anything but major version 2, as
+ * it does when the library is missing or `--allow-ffi` is not granted. `MTIL_DNNL_LIB` overrides
+ * the library path.
+ *
+ * Threads: oneDNN runs on OpenMP (libgomp). {@link setDnnlThreads} sets its thread count;
+ * `OMP_WAIT_POLICY=PASSIVE` is set before libgomp loads (unless already set) so idle OpenMP
+ * threads sleep instead of spinning against OpenBLAS's pool on the same cores.
+ *
+ * @module
+ */
+
+// ---- oneDNN 2.x C ABI (x86_64; struct sizes from the 2.6.3 headers, see ../shared/notes/onednn) ----
+/** Byte size reserved per descriptor struct: at least every 2.x struct we create (largest 5976). */
+const DESC_BYTES = 8192;
+const MD_BYTES = 1024; // dnnl_memory_desc_t is 696 bytes in 2.6
+const F32 = 3;
+/** Format tags. */
+export const TAG = { any: 1, a: 2, ab: 3, abc: 4, abcd: 5, nhwc: 20, hwio: 30, ba: 22 } as const;
+const ENG_CPU = 1;
+/** Propagation kinds. */
+export const PROP = { training: 64, inference: 96, backward: 128, backwardData: 160 } as const;
+/** Convolution algorithm: direct (oneDNN picks the implementation). */
+export const CONV_DIRECT = 1;
+/** Element-wise algorithm kinds. */
+export const ELTWISE = {
+  relu: 31,
+  tanh: 47,
+  square: 79,
+  sqrt: 111,
+  logistic: 175,
+  exp: 191,
+  swish: 223,
+  reluUseDst: 256,
+  logisticUseDst: 260,
+  expUseDst: 261,
+} as const;
+/** Pooling algorithm kinds. */
+export const POOL = { max: 511, avgIncludePadding: 767, avgExcludePadding: 1023 } as const;
+const SOFTMAX_ACCURATE = 196608;
+/** Execution argument ids. */
+export const ARG = {
+  src: 1,
+  dst: 17,
+  weights: 33,
+  bias: 41,
+  mean: 49,
+  variance: 50,
+  scale: 51,
+  shift: 52,
+  workspace: 64,
+  scratchpad: 80,
+  diffSrc: 129,
+  diffDst: 145,
+  diffWeights: 161,
+  diffBias: 169,
+  diffScale: 255,
+  diffShift: 256,
+} as const;
+/** Primitive-descriptor queries for memory descriptors. */
+export const QUERY = {
+  src: 129,
+  diffSrc: 130,
+  weights: 131,
+  diffWeights: 132,
+  dst: 133,
+  diffDst: 134,
+  workspace: 135,
+  scratchpad: 136,
+} as const;
+/** Normalization flags. */
+export const NORM = { globalStats: 1, scale: 8, shift: 16 } as const;
+
+const P = "pointer" as const, B = "buffer" as const;
+const SYMBOLS = {
+  dnnl_version: { parameters: [], result: P },
+  dnnl_engine_create: { parameters: [B, "i32", "usize"], result: "i32" },
+  dnnl_stream_create: { parameters: [B, P, "u32"], result: "i32" },
+  dnnl_stream_wait: { parameters: [P], result: "i32" },
+  dnnl_memory_desc_init_by_tag: { parameters: [B, "i32", B, "i32", "i32"], result: "i32" },
+  dnnl_memory_desc_init_by_strides: { parameters: [B, "i32", B, "i32", B], result: "i32" },
+  dnnl_memory_desc_equal: { parameters: [P, P], result: "i32" },
+  dnnl_memory_desc_get_size: { parameters: [P], result: "usize" },
+  dnnl_memory_create: { parameters: [B, P, P, P], result: "i32" },
+  dnnl_memory_set_data_handle: { parameters: [P, P], result: "i32" },
+  dnnl_memory_destroy: { parameters: [P], result: "i32" },
+  dnnl_convolution_forward_desc_init: {
+    parameters: [B, "i32", "i32", B, B, P, B, B, B, B],
+    result: "i32",
+  },
+  dnnl_convolution_backward_data_desc_init: {
+    parameters: [B, "i32", B, B, B, B, B, B],
+    result: "i32",
+  },
+  dnnl_convolution_backward_weights_desc_init: {
+    parameters: [B, "i32", B, B, P, B, B, B, B],
+    result: "i32",
+  },
+  dnnl_eltwise_forward_desc_init: { parameters: [B, "i32", "i32", B, "f32", "f32"], result: "i32" },
+  dnnl_eltwise_backward_desc_init: { parameters: [B, "i32", B, B, "f32", "f32"], result: "i32" },
+  dnnl_layer_normalization_forward_desc_init: {
+    parameters: [B, "i32", B, P, "f32", "u32"],
+    result: "i32",
+  },
+  dnnl_layer_normalization_backward_desc_init: {
+    parameters: [B, "i32", B, B, P, "f32", "u32"],
+    result: "i32",
+  },
+  dnnl_batch_normalization_forward_desc_init: {
+    parameters: [B, "i32", B, "f32", "u32"],
+    result: "i32",
+  },
+  dnnl_batch_normalization_backward_desc_init: {
+    parameters: [B, "i32", B, B, "f32", "u32"],
+    result: "i32",
+  },
+  dnnl_pooling_v2_forward_desc_init: {
+    parameters: [B, "i32", "i32", B, B, B, B, B, B, B],
+    result: "i32",
+  },
+  dnnl_pooling_v2_backward_desc_init: {
+    parameters: [B, "i32", B, B, B, B, B, B, B],
+    result: "i32",
+  },
+  dnnl_softmax_v2_forward_desc_init: { parameters: [B, "i32", "i32", B, B, "i32"], result: "i32" },
+  dnnl_softmax_v2_backward_desc_init: { parameters: [B, "i32", B, B, B, "i32"], result: "i32" },
+  dnnl_matmul_desc_init: { parameters: [B, B, B, P, B], result: "i32" },
+  dnnl_primitive_desc_create: { parameters: [B, B, P, P, P], result: "i32" },
+  dnnl_reorder_primitive_desc_create: { parameters: [B, P, P, P, P, P], result: "i32" },
+  dnnl_primitive_desc_query_md: { parameters: [P, "i32", "i32"], result: P },
+  dnnl_primitive_create: { parameters: [B, P], result: "i32" },
+  dnnl_primitive_execute: { parameters: [P, P, "i32", B], result: "i32" },
+  dnnl_get_effective_cpu_isa: { parameters: [], result: "i32" },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type Ptr = Deno.PointerValue;
+
+/** A oneDNN memory descriptor (its bytes, kept alive while anything points at it). */
+export type MemoryDesc = Uint8Array;
+
+/** One argument slot of a cached primitive: the user array is bound at each call. */
+interface Slot {
+  arg: number;
+  mem: Ptr;
+}
+
+/** A created primitive with its memory objects; {@link Dnnl.run} binds arrays and executes. */
+export interface Primitive {
+  /** Run with one Float32Array per user slot (in the order the primitive was built with). */
+  run(arrays: readonly Float32Array[]): void;
+  /** Byte sizes oneDNN wants for the user slots (to check caller arrays). */
+  readonly slotBytes: readonly number[];
+}
+
+/** A loaded oneDNN library. */
+export interface Dnnl {
+  /** `major.minor.patch`. */
+  readonly version: string;
+  /** Library path it was opened from. */
+  readonly path: string;
+  /** A memory descriptor of f32 `dims` in format `tag` (cached). */
+  md(dims: readonly number[], tag: number): MemoryDesc;
+  /** A memory descriptor of f32 `dims` with explicit element `strides`. */
+  mdStrided(dims: readonly number[], strides: readonly number[]): MemoryDesc;
+  /** The primitive cached under `key`, or the one `build` makes (then cached). */
+  cached(key: string, build: () => Primitive): Primitive;
+  /** Low-level builders (see onednn_kernels.ts). */
+  readonly raw: DnnlRaw;
+}
+
+/** Building blocks of primitives, exposed for the kernel module. */
+export interface DnnlRaw {
+  lib: Lib;
+  /** `dnnl_primitive_desc_create` on an op descriptor (with an optional forward hint). */
+  pd(desc: Uint8Array, hint?: Ptr): Ptr;
+  /** The memory descriptor a primitive descriptor wants for `query` (null when none). */
+  query(pd: Ptr, query: number): Ptr;
+  /**
+   * A primitive from `pd` with user slots `user` (`[arg, md-the-user-array-has, query]`): where
+   * the pd wants another layout for a slot (weights in format `any`), a reorder is added before
+   * (inputs) or after (outputs, `out: true`) the primitive. Scratchpad and workspace are allocated
+   * by oneDNN once.
+   */
+  build(
+    pd: Ptr,
+    user: { arg: number; md: MemoryDesc; query: number; out?: boolean }[],
+    keep: unknown[],
+  ): Primitive;
+  /** A reorder primitive descriptor from `src` to `dst` layout. */
+  reorderPd(src: MemoryDesc, dst: MemoryDesc): Ptr;
+  /** `dims` as a dnnl_dims_t (int64[12]). */
+  dims(v: readonly number[]): BigInt64Array;
+  desc(): Uint8Array;
+  check(status: number, what: string): void;
+}
+
+let cached: Dnnl | null | undefined;
+let loadError = "";
+
+/** Why the last {@link loadDnnl} returned null (empty otherwise). */
+export function dnnlLoadError(): string {
+  return loadError;
+}
+
+function envVar(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+type GompLib = { omp_set_num_threads(n: number): void; omp_get_max_threads(): number };
+let gomp: GompLib | null = null;
+
+/**
+ * Set oneDNN's (OpenMP's) thread count. Returns false when libgomp could not be opened (oneDNN
+ * then uses its default: every core).
+ */
+export function setDnnlThreads(n: number): boolean {
+  if (!gomp) return false;
+  gomp.omp_set_num_threads(Math.max(1, Math.floor(n)));
+  return true;
+}
+
+/** oneDNN's (OpenMP's) current thread count, or undefined without libgomp. */
+export function dnnlThreads(): number | undefined {
+  return gomp ? gomp.omp_get_max_threads() : undefined;
+}
+
+const SUPPORTED_MAJOR = 2;
+/** Largest typed array V8 may allocate inside its (moving) heap (`typed_array_max_size_in_heap`). */
+const ON_HEAP_MAX = 64;
+
+/**
+ * Open oneDNN once (cached). Returns null, never throws, when `--allow-ffi` is missing, no
+ * `libdnnl.so.2` opens, or its version is not a 2.x; {@link dnnlLoadError} says which.
+ */
+export function loadDnnl(): Dnnl | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
+    loadError = "Deno.dlopen is unavailable";
+    return null;
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    loadError = "no --allow-ffi permission";
+    return null;
+  }
+  try {
+    if (envVar("OMP_WAIT_POLICY") === undefined) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+  } catch {
+    // no --allow-env: OpenMP keeps its default wait policy
+  }
+  const path = envVar("MTIL_DNNL_LIB") || "libdnnl.so.2";
+  let lib: Lib;
+  try {
+    lib = Deno.dlopen(path, SYMBOLS).symbols;
+  } catch (e) {
+    const msg = (e as Error).message.split("\n")[0];
+    loadError = msg.includes("undefined symbol")
+      ? `${path} lacks the oneDNN 2.x API (${msg}); oneDNN 3.x is not supported yet`
+      : `${path} did not open (install libdnnl2 or set MTIL_DNNL_LIB): ${msg}`;
+    return null;
+  }
+  const vp = lib.dnnl_version();
+  if (vp === null) {
+    loadError = `${path}: dnnl_version() returned null`;
+    return null;
+  }
+  const view = new Deno.UnsafePointerView(vp);
+  const major = view.getInt32(0), minor = view.getInt32(4), patch = view.getInt32(8);
+  const version = `${major}.${minor}.${patch}`;
+  if (major !== SUPPORTED_MAJOR) {
+    loadError = `${path} is oneDNN ${version}; only the 2.x API is supported`;
+    return null;
+  }
+  try {
+    gomp = Deno.dlopen("libgomp.so.1", {
+      omp_set_num_threads: { parameters: ["i32"], result: "void" },
+      omp_get_max_threads: { parameters: [], result: "i32" },
+    }).symbols as unknown as GompLib;
+  } catch {
+    gomp = null;
+  }
+  try {
+    cached = create(lib, path, version);
+  } catch (e) {
+    loadError = `${path} (oneDNN ${version}): ${(e as Error).message.split("\n")[0]}`;
+    cached = null;
+  }
+  return cached;
+}
+
+function create(lib: Lib, path: string, version: string): Dnnl {
+  const check = (st: number, what: string) => {
+    if (st !== 0) throw new Error(`oneDNN ${what} failed (dnnl_status ${st})`);
+  };
+  const outPtr = new BigUint64Array(1);
+  const ptrOut = (): Ptr => Deno.UnsafePointer.create(outPtr[0]);
+  check(lib.dnnl_engine_create(outPtr, ENG_CPU, 0n), "engine_create");
+  const engine = ptrOut();
+  check(lib.dnnl_stream_create(outPtr, engine, 1), "stream_create");
+  const stream = ptrOut();
+  const ALLOCATE = Deno.UnsafePointer.create(0xffffffffffffffffn);
+
+  const dims = (v: readonly number[]) => {
+    const d = new BigInt64Array(12);
+    for (let i = 0; i < v.length; i++) d[i] = BigInt(v[i]);
+    return d;
+  };
+  const mdCache = new Map<string, MemoryDesc>();
+  const md = (shape: readonly number[], tag: number): MemoryDesc => {
+    const key = `${shape.join(",")}:${tag}`;
+    let m = mdCache.get(key);
+    if (!m) {
+      m = new Uint8Array(MD_BYTES);
+      check(lib.dnnl_memory_desc_init_by_tag(m, shape.length, dims(shape), F32, tag), "md");
+      mdCache.set(key, m);
+    }
+    return m;
+  };
+  const mdStrided = (shape: readonly number[], strides: readonly number[]): MemoryDesc => {
+    const key = `${shape.join(",")}/${strides.join(",")}`;
+    let m = mdCache.get(key);
+    if (!m) {
+      m = new Uint8Array(MD_BYTES);
+      check(
+        lib.dnnl_memory_desc_init_by_strides(m, shape.length, dims(shape), F32, dims(strides)),
+        "md_strides",
+      );
+      mdCache.set(key, m);
+    }
+    return m;
+  };
+  const memCreate = (mdp: Ptr, handle: Ptr): Ptr => {
+    check(lib.dnnl_memory_create(outPtr, mdp, engine, handle), "memory_create");
+    return ptrOut();
+  };
+  const pd = (desc: Uint8Array, hint: Ptr = null): Ptr => {
+    check(lib.dnnl_primitive_desc_create(outPtr, desc, null, engine, hint), "primitive_desc");
+    return ptrOut();
+  };
+  const prim = (p: Ptr): Ptr => {
+    check(lib.dnnl_primitive_create(outPtr, p), "primitive_create");
+    return ptrOut();
+  };
+  const query = (p: Ptr, q: number): Ptr => lib.dnnl_primitive_desc_query_md(p, q, 0);
+  const argsBuf = (list: [number, Ptr][]) => {
+    const a = new Uint8Array(16 * list.length);
+    const dv = new DataView(a.buffer);
+    list.forEach(([k, m], i) => {
+      dv.setInt32(16 * i, k, true);
+      dv.setBigUint64(16 * i + 8, BigInt(Deno.UnsafePointer.value(m)), true);
+    });
+    return a;
+  };
+  const exec = (p: Ptr, a: Uint8Array) => {
+    check(lib.dnnl_primitive_execute(p, stream, a.length / 16, a), "execute");
+  };
+  const sizeOf = (m: Ptr) => Number(lib.dnnl_memory_desc_get_size(m));
+
+  const build: DnnlRaw["build"] = (p, user, keep) => {
+    keep.push(p);
+    const main = prim(p);
+    const userMems: Slot[] = [];
+    const mainArgs: [number, Ptr][] = [];
+    const before: { p: Ptr; a: Uint8Array }[] = [];
+    const after: { p: Ptr; a: Uint8Array }[] = [];
+    const slotBytes: number[] = [];
+    for (const u of user) {
+      keep.push(u.md);
+      const um = Deno.UnsafePointer.of(u.md);
+      const mem = memCreate(um, null);
+      userMems.push({ arg: u.arg, mem });
+      slotBytes.push(sizeOf(um));
+      const want = query(p, u.query);
+      if (want === null || lib.dnnl_memory_desc_equal(um, want)) {
+        mainArgs.push([u.arg, mem]);
+        continue;
+      }
+      const inner = memCreate(want, ALLOCATE);
+      mainArgs.push([u.arg, inner]);
+      const [src, dst] = u.out ? [want, um] : [um, want];
+      check(
+        lib.dnnl_reorder_primitive_desc_create(outPtr, src, engine, dst, engine, null),
+        "reorder_pd",
+      );
+      const r = prim(ptrOut());
+      const a = argsBuf(
+        u.out ? [[ARG.src, inner], [ARG.dst, mem]] : [[ARG.src, mem], [
+          ARG.dst,
+          inner,
+        ]],
+      );
+      (u.out ? after : before).push({ p: r, a });
+    }
+    for (const [arg, q] of [[ARG.scratchpad, QUERY.scratchpad], [ARG.workspace, QUERY.workspace]]) {
+      const m = query(p, q);
+      if (m !== null && sizeOf(m) > 0) mainArgs.push([arg, memCreate(m, ALLOCATE)]);
+    }
+    const mainBuf = argsBuf(mainArgs);
+    keep.push(mainBuf, before, after);
+    return {
+      slotBytes,
+      run(arrays) {
+        if (arrays.length !== userMems.length) {
+          throw new Error(`oneDNN primitive takes ${userMems.length} arrays, got ${arrays.length}`);
+        }
+        // V8 may keep typed arrays of ≤ 64 bytes inside the JS heap, where the GC moves them:
+        // those go through an off-heap copy (copied back afterwards, for outputs).
+        let small: [Float32Array, Float32Array][] | null = null;
+        for (let i = 0; i < arrays.length; i++) {
+          let a = arrays[i];
+          if (a.byteLength < slotBytes[i]) {
+            throw new Error(`oneDNN argument ${i}: ${a.byteLength} bytes, needs ${slotBytes[i]}`);
+          }
+          if (a.byteLength <= ON_HEAP_MAX) {
+            const copy = new Float32Array(new ArrayBuffer(Math.max(4, a.byteLength)));
+            copy.set(a);
+            (small ??= []).push([a, copy]);
+            a = copy;
+          }
+          check(
+            lib.dnnl_memory_set_data_handle(userMems[i].mem, Deno.UnsafePointer.of(a)),
+            "set_data_handle",
+          );
+        }
+        for (const r of before) exec(r.p, r.a);
+        exec(main, mainBuf);
+        for (const r of after) exec(r.p, r.a);
+        check(lib.dnnl_stream_wait(stream), "stream_wait");
+        if (small) { for (const [orig, copy] of small) orig.set(copy.subarray(0, orig.length)); }
+      },
+    };
+  };
+
+  const prims = new Map<string, Primitive>();
+  /** Objects oneDNN holds raw pointers into (descriptors, argument buffers): never collected. */
+  const keepAlive: unknown[] = [];
+  const reorderPd = (src: MemoryDesc, dst: MemoryDesc): Ptr => {
+    check(
+      lib.dnnl_reorder_primitive_desc_create(
+        outPtr,
+        Deno.UnsafePointer.of(src),
+        engine,
+        Deno.UnsafePointer.of(dst),
+        engine,
+        null,
+      ),
+      "reorder",
+    );
+    return ptrOut();
+  };
+  const raw: DnnlRaw = {
+    lib,
+    pd,
+    reorderPd,
+    query,
+    build: (p, user, keep) => build(p, user, keep),
+    dims,
+    desc: () => new Uint8Array(DESC_BYTES),
+    check,
+  };
+  return {
+    version,
+    path,
+    md,
+    mdStrided,
+    cached(key, make) {
+      let p = prims.get(key);
+      if (!p) {
+        p = make();
+        prims.set(key, p);
+      }
+      return p;
+    },
+    raw: {
+      ...raw,
+      build: (p, user, keep) => {
+        const r = build(p, user, keep);
+        keepAlive.push(keep);
+        return r;
+      },
+    },
+  };
+}
+
+/** Softmax algorithm constant (exported for the kernel module). */
+export const SOFTMAX_ALG = SOFTMAX_ACCURATE;
