@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { ClipConfig } from "./types.ts";
 
 /** Absolute path of the repository root (the folder holding `deno.json`). */
 export const REPO_ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -72,4 +73,24 @@ export async function parityBackends(defaults: string[]): Promise<string[]> {
   const out = defaults.filter((b) => loadable.includes(b));
   if (loadable.includes("webgpu") && !out.includes("webgpu")) out.push("webgpu");
   return out;
+}
+
+/** The smallest CLIP the tests use, as a config: a 1-block ViT and text tower of width 64. */
+const TINY_DEFAULTS: ClipConfig = {
+  vision: "vit",
+  embedDim: 16,
+  imageResolution: 16,
+  visionLayers: 1,
+  visionWidth: 64,
+  visionPatchSize: 8,
+  contextLength: 8,
+  vocabSize: 50,
+  transformerWidth: 64,
+  transformerHeads: 1,
+  transformerLayers: 1,
+};
+
+/** A tiny CLIP config for tests and benchmarks: the defaults above with `overrides` applied. */
+export function tinyClipConfig(overrides: Partial<ClipConfig> = {}): ClipConfig {
+  return { ...TINY_DEFAULTS, ...overrides };
 }

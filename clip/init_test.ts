@@ -1,21 +1,10 @@
 import { assert, assertEquals } from "../methods/_testing.ts";
+import { tinyClipConfig } from "./_testing.ts";
 import { buildClip, randomStateDict } from "./model.ts";
 import type { ClipConfig } from "./types.ts";
 import { initRule, reinitializeClip } from "./init.ts";
 
-const VIT: ClipConfig = {
-  vision: "vit",
-  embedDim: 16,
-  imageResolution: 16,
-  visionLayers: 2,
-  visionWidth: 64,
-  visionPatchSize: 8,
-  contextLength: 8,
-  vocabSize: 50,
-  transformerWidth: 64,
-  transformerHeads: 1,
-  transformerLayers: 2,
-};
+const VIT: ClipConfig = tinyClipConfig({ visionLayers: 2, transformerLayers: 2 });
 const RN: ClipConfig = {
   ...VIT,
   vision: "resnet",

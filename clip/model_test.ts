@@ -1,5 +1,12 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { maxAbsDiff, parityBackends, readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
+import {
+  maxAbsDiff,
+  parityBackends,
+  readF32,
+  sharedPath,
+  skipWithoutShared,
+  tinyClipConfig,
+} from "./_testing.ts";
 import { tf } from "./backends/tf.ts";
 import { readCheckpoint } from "./formats/checkpoint.ts";
 import { availableBackends, initBackend } from "./backends/backend.ts";
@@ -68,19 +75,7 @@ function refConfig(c: Record<string, unknown>): ClipConfig {
 }
 
 /** A tiny config for fast tests (width 64 = one head per tower). */
-const TINY_VIT: ClipConfig = {
-  vision: "vit",
-  embedDim: 16,
-  imageResolution: 16,
-  visionLayers: 2,
-  visionWidth: 64,
-  visionPatchSize: 8,
-  contextLength: 8,
-  vocabSize: 50,
-  transformerWidth: 64,
-  transformerHeads: 1,
-  transformerLayers: 1,
-};
+const TINY_VIT: ClipConfig = tinyClipConfig({ visionLayers: 2 });
 const TINY_RN: ClipConfig = {
   ...TINY_VIT,
   vision: "resnet",

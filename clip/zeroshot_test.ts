@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
-import { maxAbsDiff, readF32, sharedPath, skipWithoutShared } from "./_testing.ts";
+import { maxAbsDiff, readF32, sharedPath, skipWithoutShared, tinyClipConfig } from "./_testing.ts";
 import { tf } from "./backends/tf.ts";
 import { readCheckpoint } from "./formats/checkpoint.ts";
 import { buildClip, l2Normalize, randomStateDict } from "./model.ts";
@@ -13,19 +13,7 @@ import {
 } from "./zeroshot.ts";
 import type { ClipConfig } from "./types.ts";
 
-const TINY: ClipConfig = {
-  vision: "vit",
-  embedDim: 16,
-  imageResolution: 16,
-  visionLayers: 1,
-  visionWidth: 64,
-  visionPatchSize: 8,
-  contextLength: 8,
-  vocabSize: 50,
-  transformerWidth: 64,
-  transformerHeads: 1,
-  transformerLayers: 1,
-};
+const TINY: ClipConfig = tinyClipConfig();
 
 Deno.test("fillTemplate: `{}` strings and functions", () => {
   assertEquals(fillTemplate("a photo of a {}.", "cat"), "a photo of a cat.");

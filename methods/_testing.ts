@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { tinyClipConfig } from "../clip/_testing.ts";
 import {
   type BaseMethodOptions,
   baseParts,
@@ -17,19 +18,7 @@ import nodeAssert from "node:assert";
 import type { ClipConfig } from "../clip/types.ts";
 
 /** A tiny ViT CLIP for fast tests: width 64 (one head), 1 layer, 16 px, 32-token vocabulary. */
-export const TINY: ClipConfig = {
-  vision: "vit",
-  embedDim: 16,
-  imageResolution: 16,
-  visionLayers: 1,
-  visionWidth: 64,
-  visionPatchSize: 8,
-  contextLength: 8,
-  vocabSize: 32,
-  transformerWidth: 64,
-  transformerHeads: 1,
-  transformerLayers: 1,
-};
+export const TINY: ClipConfig = tinyClipConfig({ vocabSize: 32 });
 
 /** Assert that a condition holds. */
 export function assert(cond: unknown, msg?: string): asserts cond {

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { tinyClipConfig } from "../clip/_testing.ts";
 import { parseArgs } from "./cli.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { availableBackends, initBackend } from "../clip/backends/backend.ts";
@@ -61,19 +62,14 @@ export interface BenchResult {
 }
 
 /** The fixtures' tiny ViT CLIP (`../shared/fixtures/clip/vit-tiny.expected.json`). */
-export const TINY_CONFIG: ClipConfig = {
-  vision: "vit",
+export const TINY_CONFIG: ClipConfig = tinyClipConfig({
   embedDim: 32,
   imageResolution: 32,
   visionLayers: 2,
-  visionWidth: 64,
-  visionPatchSize: 8,
   contextLength: 77,
   vocabSize: 49408,
-  transformerWidth: 64,
-  transformerHeads: 1,
   transformerLayers: 2,
-};
+});
 
 const BATCH = 8;
 

@@ -2,23 +2,15 @@ import { assert, assertAlmostEquals, assertEquals } from "../methods/_testing.ts
 import { runEval } from "./eval.ts";
 import { randomStateDict } from "../clip/model.ts";
 import { saveCheckpoint } from "../clip/formats/checkpoint.ts";
-import { HAS_SHARED, sharedPath, skipWithoutShared } from "../clip/_testing.ts";
+import { HAS_SHARED, sharedPath, skipWithoutShared, tinyClipConfig } from "../clip/_testing.ts";
 import { wiseFt } from "../methods/ensemble.ts";
 import type { ClipConfig } from "../clip/types.ts";
 
-const CFG: ClipConfig = {
-  vision: "vit",
-  embedDim: 16,
+const CFG: ClipConfig = tinyClipConfig({
   imageResolution: 32,
-  visionLayers: 1,
-  visionWidth: 64,
-  visionPatchSize: 8,
   contextLength: 77,
   vocabSize: 49408,
-  transformerWidth: 64,
-  transformerHeads: 1,
-  transformerLayers: 1,
-};
+});
 
 if (HAS_SHARED) Deno.env.set("MTIL_BPE_PATH", sharedPath("clip/bpe_simple_vocab_16e6.txt.gz"));
 

@@ -3,7 +3,7 @@ import { normalizeFlags, parseFlags as parseTrainArgs } from "./train_flags.ts";
 import { parseEvalArgs } from "./eval.ts";
 import { randomStateDict } from "../clip/model.ts";
 import { readCheckpoint, saveCheckpoint } from "../clip/formats/checkpoint.ts";
-import { HAS_SHARED, sharedPath } from "../clip/_testing.ts";
+import { HAS_SHARED, sharedPath, tinyClipConfig } from "../clip/_testing.ts";
 
 Deno.test("both flag spellings parse to the same arguments", () => {
   assertEquals(normalizeFlags(["--image_loss", "--warmup_length=5", "--T", "2", "a_b"]), [
@@ -47,19 +47,7 @@ if (!haveData) {
 }
 
 async function tinyModel(path: string): Promise<void> {
-  const sd = randomStateDict({
-    vision: "vit",
-    embedDim: 16,
-    imageResolution: 16,
-    visionLayers: 1,
-    visionWidth: 64,
-    visionPatchSize: 8,
-    contextLength: 77,
-    vocabSize: 49408,
-    transformerWidth: 64,
-    transformerHeads: 1,
-    transformerLayers: 1,
-  }, 5);
+  const sd = randomStateDict(tinyClipConfig({ contextLength: 77, vocabSize: 49408 }), 5);
   await saveCheckpoint(path, sd);
 }
 
