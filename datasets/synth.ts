@@ -157,12 +157,19 @@ export function sampleAttributes(rng: Rng, fixed: Partial<SynthAttributes> = {})
 }
 
 function backgroundFor(texture: number, rng: Rng, size: number): BackgroundSpec {
+  return textureBackground(SYNTH_VALUES.texture[texture] as TextureKind, rng, size);
+}
+
+/**
+ * A random background of the given pattern in two grey tones (colour them through
+ * `colour1`/`colour2` afterwards for other visual domains); geometry scales with `size`.
+ */
+export function textureBackground(kind: TextureKind, rng: Rng, size: number): BackgroundSpec {
   const k = size / 32;
   const tone1 = rng.uniform(0.2, 0.8);
   const delta = rng.uniform(0.25, 0.4);
   let tone2 = tone1 + (rng.random() < 0.5 ? -delta : delta);
   if (tone2 < 0.05 || tone2 > 0.95) tone2 = tone1 + (tone2 < 0.05 ? delta : -delta);
-  const kind = SYNTH_VALUES.texture[texture] as TextureKind;
   const orientations = [0, Math.PI / 2, Math.PI / 4, (3 * Math.PI) / 4];
   const angle = rng.choice(orientations);
   const period = kind === "striped"
