@@ -1,7 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import {
   isSynthDomainTaskName,
-  SYNTH_DOMAIN_ORDER,
+  SYNTH_DOMAIN_TASK_NAMES,
   SYNTH_DOMAIN_TASKS,
   SYNTH_EXTRA_WORDS,
   synthDomainTask,
@@ -14,7 +14,7 @@ import { synthVocabulary } from "../methods/pretrain.ts";
 import type { DecodedImage } from "./types.ts";
 
 Deno.test("domain tasks: deterministic, balanced labels, disjoint splits", async () => {
-  for (const name of SYNTH_DOMAIN_ORDER) {
+  for (const name of SYNTH_DOMAIN_TASK_NAMES) {
     const a = synthDomainTask(name, { split: "train", n: 40 });
     const b = synthDomainTask(name, { split: "train", n: 40 });
     const t = synthDomainTask(name, { split: "test", n: 40 });
@@ -59,7 +59,7 @@ function stats(img: DecodedImage): { mean: number; sat: number; rough: number } 
 
 Deno.test("domain tasks: each task has its own image statistics (visual domain)", () => {
   const avg: Record<string, { mean: number; sat: number; rough: number }> = {};
-  for (const name of SYNTH_DOMAIN_ORDER) {
+  for (const name of SYNTH_DOMAIN_TASK_NAMES) {
     const ds = synthDomainTask(name, { split: "test", n: 60 });
     const s = { mean: 0, sat: 0, rough: 0 };
     for (let i = 0; i < ds.length; i++) {
@@ -73,8 +73,12 @@ Deno.test("domain tasks: each task has its own image statistics (visual domain)"
   assert(avg["Synth-hues"].mean < 0.25, `night is dark: ${avg["Synth-hues"].mean}`);
   assert(avg["Synth-glyphs"].mean > 0.75, `paper is bright: ${avg["Synth-glyphs"].mean}`);
   assert(avg["Synth-fabrics"].sat > 0.2, `tinted is coloured: ${avg["Synth-fabrics"].sat}`);
-  assert(avg["Synth-layout"].rough > 0.1, `noise is rough: ${avg["Synth-layout"].rough}`);
-  assert(avg["Synth-layout"].sat < 0.15, `noise is grey: ${avg["Synth-layout"].sat}`);
+  assert(avg["Synth-sizes"].rough > 0.1, `noise is rough: ${avg["Synth-sizes"].rough}`);
+  assert(avg["Synth-sizes"].sat < 0.15, `noise is grey: ${avg["Synth-sizes"].sat}`);
+  assert(
+    avg["Synth-layout"].rough < avg["Synth-sizes"].rough / 2,
+    `blur is smooth: ${JSON.stringify(avg)}`,
+  );
 });
 
 Deno.test("new shapes fit in their box and are filled at the centre", () => {
@@ -94,7 +98,7 @@ Deno.test("new shapes fit in their box and are filled at the centre", () => {
 });
 
 Deno.test("registry resolves the domain tasks; bad names and options fail", async () => {
-  for (const name of SYNTH_DOMAIN_ORDER) {
+  for (const name of SYNTH_DOMAIN_TASK_NAMES) {
     assert(isSynthDomainTaskName(name));
     const ds = await loadDataset(name, { split: "test" });
     assertEquals(ds.name, name);

@@ -1,12 +1,13 @@
 /**
  * `deno task demo`: the embedded default, offline. Takes the bundled tiny CLIP
  * (`data/models/synth-tiny.safetensors`, made by `deno task pretrain-synth`; built first if
- * missing), runs the SynthMTIL task sequence (shape → colour → texture → count) once with plain
- * finetuning and once with ZSCL (distilling from the zero-shot model on SynthMTIL captions),
+ * missing), runs the SynthMTIL downstream sequence (fabrics → sizes → hues: held-out concepts in
+ * their own visual domains, see `datasets/synth_domains.ts`) once with plain finetuning and once
+ * with ZSCL (distilling from the zero-shot model on SynthMTIL captions, the pretraining data),
  * prints both accuracy matrices and their MTIL scores side by side, and writes plots to
  * `runs/demo/<method>/`.
  *
- * Flags: `--iterations N` per task (default 80), `--out DIR` (default `runs/demo`), `--fresh`
+ * Flags: `--iterations N` per task (default 100), `--out DIR` (default `runs/demo`), `--fresh`
  * (discard earlier results; otherwise a rerun continues or reuses them), `--backend NAME`
  * (default wasm, the fastest for this tiny model),
  * `--eval-limit N` test images per task (default 400).
@@ -16,7 +17,7 @@
 import { parseArgs } from "./cli.ts";
 import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH } from "../clip/load.ts";
-import { SYNTH_ORDER } from "../datasets/synth.ts";
+import { SYNTH_DEMO_ORDER } from "../datasets/synth_domains.ts";
 import { formatMatrix, formatScores, parseSequenceArgs, runSequenceArgs } from "./sequence.ts";
 import { main as pretrain } from "./pretrain_synth.ts";
 import type { SequenceMatrix } from "../methods/sequence.ts";
@@ -27,7 +28,7 @@ export function demoArgs(
   method: "finetune" | "ZSCL",
   opts: { iterations: number; out: string; evalLimit: number; backend?: string },
 ): string[] {
-  const order = SYNTH_ORDER.map((a) => `Synth-${a}`).join(",");
+  const order = SYNTH_DEMO_ORDER.join(",");
   const common = [
     "--model",
     "synth-tiny",
@@ -38,7 +39,7 @@ export function demoArgs(
     "--batch-size",
     "32",
     "--lr",
-    "5e-4",
+    "2e-4",
     "--warmup-length",
     "10",
     "--ls",
@@ -96,7 +97,7 @@ export async function main(
   const { values } = parseArgs({
     args: argv,
     options: {
-      iterations: { type: "string", default: "80" },
+      iterations: { type: "string", default: "100" },
       out: { type: "string", default: "runs/demo" },
       "eval-limit": { type: "string", default: "400" },
       fresh: { type: "boolean", default: false },

@@ -12,7 +12,7 @@ import { EMBEDDED_MODEL_PATH, saveClip } from "../clip/load.ts";
 import { pretrainSynthClip, synthPretrainConfig } from "../methods/pretrain.ts";
 import { evaluateDataset } from "../methods/evaluate.ts";
 import { SYNTH_ATTRIBUTE_NAMES, synthTask } from "../datasets/synth.ts";
-import { SYNTH_DOMAIN_ORDER, synthDomainTask } from "../datasets/synth_domains.ts";
+import { SYNTH_DOMAIN_TASK_NAMES, synthDomainTask } from "../datasets/synth_domains.ts";
 import type { ClipModel } from "../clip/types.ts";
 
 /**
@@ -28,7 +28,7 @@ export async function synthZeroShot(
     const ds = synthTask(attr, { split: "test", n, size: model.config.imageResolution });
     out[attr] = (await evaluateDataset(model, ds, { batchSize: 200 })).top1;
   }
-  for (const name of SYNTH_DOMAIN_ORDER) {
+  for (const name of SYNTH_DOMAIN_TASK_NAMES) {
     const ds = synthDomainTask(name, { split: "test", n, size: model.config.imageResolution });
     out[name] = (await evaluateDataset(model, ds, { batchSize: 200 })).top1;
   }
