@@ -10,8 +10,11 @@
  *   data for ZSCL;
  * - {@linkcode synthTask}: one classification {@linkcode Dataset} per attribute (shape, colour,
  *   texture, count, size, position), with class names and prompt templates;
- * - {@linkcode SYNTH_ORDER}: the default task sequence; {@linkcode synthDatasetByName} resolves
- *   registry names such as `"Synth-shape"`.
+ * - {@linkcode SYNTH_ORDER}: a task sequence over these attributes; {@linkcode synthDatasetByName}
+ *   resolves registry names such as `"Synth-shape"`.
+ *
+ * This is the *pretraining domain*: the embedded model learns it from the captions. The demo's
+ * downstream tasks, with held-out concepts in other visual domains, are in `synth_domains.ts`.
  *
  * Item `i` of a split is rendered from its own random stream `hashSeed(seed, split, i)`, so
  * random access is cheap and the same seed gives identical bytes everywhere; the train, test

@@ -36,12 +36,12 @@
  */
 import { hashSeed, Rng } from "./rng.ts";
 import {
+  sampleAttributes,
+  sceneFor,
   SYNTH_MAX_SIZE,
   SYNTH_MIN_SIZE,
   SYNTH_TEMPLATES,
   type SynthAttribute,
-  sampleAttributes,
-  sceneFor,
   textureBackground,
 } from "./synth.ts";
 import {

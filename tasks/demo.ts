@@ -39,7 +39,7 @@ export function demoArgs(
     "--batch-size",
     "32",
     "--lr",
-    "2e-4",
+    "4e-4",
     "--warmup-length",
     "10",
     "--ls",

@@ -10,7 +10,7 @@ Deno.test({
     const out = await Deno.makeTempDir({ prefix: "mtil-demo-" });
     const runs = await main([
       "--iterations",
-      "60",
+      "100",
       "--eval-limit",
       "150",
       "--out",
