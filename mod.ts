@@ -119,6 +119,7 @@ export {
   formatMatrix,
   formatScores,
   heatmapSvg,
+  learningGains,
   MTIL_ORDERS,
   type MtilScores,
   mtilScores,

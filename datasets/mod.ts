@@ -24,6 +24,7 @@ export * from "./pool.ts";
 export * from "./loader.ts";
 export * from "./synth_render.ts";
 export * from "./synth.ts";
+export * from "./synth_domains.ts";
 export * from "./types.ts";
 export {
   IDX_DTYPES,

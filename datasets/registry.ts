@@ -9,6 +9,7 @@
  * @module
  */
 import { synthCaptions, synthDatasetByName } from "./synth.ts";
+import { isSynthDomainTaskName, SYNTH_DOMAIN_TASKS, synthDomainTask } from "./synth_domains.ts";
 import { loadCifarFamily } from "./families/cifar.ts";
 import { loadConceptualCaptions, type SentenceDataset } from "./families/captions.ts";
 import type { FamilyOptions } from "./families/common.ts";
@@ -147,6 +148,7 @@ export function loadDataset(
   if (name === "Synth-captions") return Promise.resolve(synthCaptions());
   const synth = synthDatasetByName(name, { split });
   if (synth) return Promise.resolve(synth);
+  if (isSynthDomainTaskName(name)) return Promise.resolve(synthDomainTask(name, { split }));
   if (!isImageDatasetName(name)) {
     const hint = DATASET_NAMES.find((n) => n.toLowerCase() === name.toLowerCase());
     return Promise.reject(
@@ -154,7 +156,8 @@ export function loadDataset(
         `unknown dataset ${JSON.stringify(name)}` +
           (hint ? ` (names are case-sensitive: did you mean ${hint}?)` : "") +
           `; known: ${DATASET_NAMES.join(", ")}, and the offline SynthMTIL tasks ` +
-          `Synth-shape, Synth-colour, Synth-texture, Synth-count, Synth-size, Synth-position ` +
+          `Synth-shape, Synth-colour, Synth-texture, Synth-count, Synth-size, Synth-position, ` +
+          `the downstream tasks ${Object.keys(SYNTH_DOMAIN_TASKS).join(", ")} ` +
           `(images with captions: Synth-captions)`,
       ),
     );

@@ -10,8 +10,11 @@
  *   data for ZSCL;
  * - {@linkcode synthTask}: one classification {@linkcode Dataset} per attribute (shape, colour,
  *   texture, count, size, position), with class names and prompt templates;
- * - {@linkcode SYNTH_ORDER}: the default task sequence; {@linkcode synthDatasetByName} resolves
- *   registry names such as `"Synth-shape"`.
+ * - {@linkcode SYNTH_ORDER}: a task sequence over these attributes; {@linkcode synthDatasetByName}
+ *   resolves registry names such as `"Synth-shape"`.
+ *
+ * This is the *pretraining domain*: the embedded model learns it from the captions. The demo's
+ * downstream tasks, with held-out concepts in other visual domains, are in `synth_domains.ts`.
  *
  * Item `i` of a split is rendered from its own random stream `hashSeed(seed, split, i)`, so
  * random access is cheap and the same seed gives identical bytes everywhere; the train, test
@@ -157,12 +160,19 @@ export function sampleAttributes(rng: Rng, fixed: Partial<SynthAttributes> = {})
 }
 
 function backgroundFor(texture: number, rng: Rng, size: number): BackgroundSpec {
+  return textureBackground(SYNTH_VALUES.texture[texture] as TextureKind, rng, size);
+}
+
+/**
+ * A random background of the given pattern in two grey tones (colour them through
+ * `colour1`/`colour2` afterwards for other visual domains); geometry scales with `size`.
+ */
+export function textureBackground(kind: TextureKind, rng: Rng, size: number): BackgroundSpec {
   const k = size / 32;
   const tone1 = rng.uniform(0.2, 0.8);
   const delta = rng.uniform(0.25, 0.4);
   let tone2 = tone1 + (rng.random() < 0.5 ? -delta : delta);
   if (tone2 < 0.05 || tone2 > 0.95) tone2 = tone1 + (tone2 < 0.05 ? delta : -delta);
-  const kind = SYNTH_VALUES.texture[texture] as TextureKind;
   const orientations = [0, Math.PI / 2, Math.PI / 4, (3 * Math.PI) / 4];
   const angle = rng.choice(orientations);
   const period = kind === "striped"

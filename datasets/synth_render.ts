@@ -6,12 +6,29 @@
  *
  * @module
  */
+import { hashSeed } from "./rng.ts";
 
 /** Shapes the rasteriser can draw. */
-export type ShapeKind = "circle" | "square" | "triangle" | "cross" | "star" | "ring";
+export type ShapeKind =
+  | "circle"
+  | "square"
+  | "triangle"
+  | "cross"
+  | "star"
+  | "ring"
+  | "heart"
+  | "moon"
+  | "arrow"
+  | "diamond";
 
 /** Background patterns the rasteriser can draw. */
-export type TextureKind = "plain" | "striped" | "dotted" | "checkered";
+export type TextureKind =
+  | "plain"
+  | "striped"
+  | "dotted"
+  | "checkered"
+  | "speckled"
+  | "gradient";
 
 /** A background: pattern plus its two grey tones and geometry (pixels). */
 export interface BackgroundSpec {
@@ -31,6 +48,12 @@ export interface BackgroundSpec {
   offsetX: number;
   /** Pattern offset in pixels along y. */
   offsetY: number;
+  /** Base colour, RGB 0–1; defaults to the grey `tone1`. */
+  colour1?: [number, number, number];
+  /** Pattern colour, RGB 0–1; defaults to the grey `tone2`. */
+  colour2?: [number, number, number];
+  /** Seed of the speckle pattern (speckled only). */
+  speckleSeed?: number;
 }
 
 /** One filled shape. */
@@ -96,6 +119,29 @@ function sdStar5(px: number, py: number, r: number, rf: number): number {
   return Math.sqrt(dx * dx + dy * dy) * Math.sign(py * bax - px * bay);
 }
 
+/** Heart of unit scale: tip at the origin, lobes up to y ≈ 1.10, |x| ≤ 0.60 (IQ's sdf). */
+function sdHeart(px: number, py: number): number {
+  px = Math.abs(px);
+  if (py + px > 1) {
+    const dx = px - 0.25, dy = py - 0.75;
+    return Math.sqrt(dx * dx + dy * dy) - Math.SQRT2 / 4;
+  }
+  const ax = px, ay = py - 1;
+  const t = 0.5 * Math.max(px + py, 0);
+  const bx = px - t, by = py - t;
+  return Math.sqrt(Math.min(ax * ax + ay * ay, bx * bx + by * by)) * Math.sign(px - py);
+}
+
+/** Rhombus with half-diagonals `bx`, `by` (IQ's sdf). */
+function sdRhombus(px: number, py: number, bx: number, by: number): number {
+  px = Math.abs(px);
+  py = Math.abs(py);
+  const ndot = (bx - 2 * px) * bx - (by - 2 * py) * by;
+  const h = Math.min(Math.max(ndot / (bx * bx + by * by), -1), 1);
+  const dx = px - 0.5 * bx * (1 - h), dy = py - 0.5 * by * (1 + h);
+  return Math.sqrt(dx * dx + dy * dy) * Math.sign(px * by + py * bx - bx * by);
+}
+
 /**
  * Signed distance (pixels, negative inside) from local point `(x, y)` (y pointing up) to a
  * shape of the given kind and radius centred at the origin.
@@ -118,6 +164,25 @@ export function shapeDistance(kind: ShapeKind, x: number, y: number, radius: num
       return sdStar5(x, y + radius * 0.09, radius, 0.47);
     case "ring":
       return Math.abs(Math.sqrt(x * x + y * y) - radius * 0.7) - radius * 0.28;
+    case "heart": {
+      const k = radius * 1.6; // 1.76 r tall, 1.92 r wide
+      return sdHeart(x / k, (y + radius * 0.88) / k) * k;
+    }
+    case "moon": {
+      // A disc minus a shifted disc (a bound, exact near the outer rim).
+      const outer = Math.sqrt(x * x + y * y) - radius * 0.95;
+      const cx = x - radius * 0.5, cy = y - radius * 0.25;
+      const inner = Math.sqrt(cx * cx + cy * cy) - radius * 0.75;
+      return Math.max(outer, -inner);
+    }
+    case "arrow": {
+      // Pointing right: a shaft and an equilateral head (apex towards +x).
+      const shaft = sdBox(x + radius * 0.45, y, radius * 0.5, radius * 0.2);
+      const head = sdTriangle(y, x - radius * 0.25, radius * 0.62);
+      return Math.min(shaft, head);
+    }
+    case "diamond":
+      return sdRhombus(x, y, radius * 0.62, radius * 0.97);
   }
 }
 
@@ -158,21 +223,53 @@ function patternCoverage(bg: BackgroundSpec, x: number, y: number): number {
       const dv = Math.min(v - fv, fv + 1 - v) * p;
       return clamp01(0.5 + parity * Math.min(du, dv));
     }
+    case "speckled": {
+      // Random 2×2-pixel cells (at 32 px) of the pattern tone, a third of them on.
+      const cell = Math.max(1, bg.period / 2.5);
+      const cx = Math.floor((x + bg.offsetX) / cell), cy = Math.floor((y + bg.offsetY) / cell);
+      return hashSeed(bg.speckleSeed ?? 0, cx, cy) / 4294967296 < 0.35 ? 1 : 0;
+    }
+    case "gradient": {
+      // A linear ramp from the base to the pattern tone across the image along `angle`.
+      const c = Math.cos(bg.angle), s = Math.sin(bg.angle);
+      const u = (x - bg.offsetX) * c + (y - bg.offsetY) * s;
+      return clamp01(0.5 + u / (bg.period * 6));
+    }
   }
 }
 
 /** Fill `out` (RGB, `size × size`) with the background. */
 export function drawBackground(out: Uint8Array, size: number, bg: BackgroundSpec): void {
-  const g1 = bg.tone1 * 255, g2 = bg.tone2 * 255;
+  const c1 = (bg.colour1 ?? [bg.tone1, bg.tone1, bg.tone1]).map((v) => v * 255);
+  const c2 = (bg.colour2 ?? [bg.tone2, bg.tone2, bg.tone2]).map((v) => v * 255);
   let o = 0;
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       const a = bg.kind === "plain" ? 0 : patternCoverage(bg, x + 0.5, y + 0.5);
-      const v = Math.round(g1 + (g2 - g1) * a);
-      out[o] = v;
-      out[o + 1] = v;
-      out[o + 2] = v;
+      out[o] = Math.round(c1[0] + (c2[0] - c1[0]) * a);
+      out[o + 1] = Math.round(c1[1] + (c2[1] - c1[1]) * a);
+      out[o + 2] = Math.round(c1[2] + (c2[2] - c1[2]) * a);
       o += 3;
+    }
+  }
+}
+
+/**
+ * Add zero-mean Gaussian pixel noise of standard deviation `sigma` (0–1 scale), the same on
+ * all three channels or (`colour`) independent per channel; `normal` draws N(0, 1).
+ */
+export function addNoise(
+  out: Uint8Array,
+  sigma: number,
+  normal: () => number,
+  colour = false,
+): void {
+  const s = sigma * 255;
+  for (let o = 0; o < out.length; o += 3) {
+    const n = normal() * s;
+    for (let c = 0; c < 3; c++) {
+      const v = out[o + c] + (colour && c > 0 ? normal() * s : n);
+      out[o + c] = v < 0 ? 0 : v > 255 ? 255 : Math.round(v);
     }
   }
 }

@@ -15,7 +15,7 @@
  * @module
  */
 import { loadClip } from "../clip/load.ts";
-import { SYNTH_ORDER } from "../datasets/synth.ts";
+import { SYNTH_DEMO_ORDER } from "../datasets/synth_domains.ts";
 import { finetune, lwf, zscl } from "./builtin.ts";
 import { dikiMethod } from "./diki/method.ts";
 import type { Method } from "./method.ts";
@@ -25,7 +25,7 @@ import { runSequence, type RunSequenceOptions } from "./run_sequence.ts";
 import type { SequenceMatrix } from "./sequence.ts";
 
 /** The demo's task sequence (registry names). */
-export const DEMO_TASKS: readonly string[] = SYNTH_ORDER.map((a) => `Synth-${a}`);
+export const DEMO_TASKS: readonly string[] = SYNTH_DEMO_ORDER;
 
 /** Methods the demo runs by default. */
 export const DEMO_METHODS: readonly string[] = ["finetune", "ZSCL"];
@@ -37,7 +37,7 @@ export const DEMO_METHOD_CHOICES: readonly string[] = ["finetune", "ZSCL", "lwf"
 export interface DemoOptions {
   /** Methods to run, by name (default `DEMO_METHODS`). */
   methods?: readonly string[];
-  /** Steps per task (default 80). */
+  /** Steps per task (default 100). */
   iterations?: number;
   /** Test images per task in the accuracy matrix (default 400). */
   evalLimit?: number;
@@ -66,7 +66,7 @@ export interface DemoRun {
 }
 
 /** The demo's method value for a name (`iterations`: steps per task, for DIKI's Gaussians). */
-export function demoMethod(name: string, iterations = 80): Method {
+export function demoMethod(name: string, iterations = 100): Method {
   if (name === "finetune") return finetune();
   if (name === "lwf") return lwf();
   if (name === "DIKI") {
@@ -92,10 +92,10 @@ export function demoRecipe(
 ): RunSequenceOptions {
   return {
     dir: `${options.out ?? "runs/demo"}/${method}`,
-    method: demoMethod(method, options.iterations ?? 80),
-    iterations: options.iterations ?? 80,
+    method: demoMethod(method, options.iterations ?? 100),
+    iterations: options.iterations ?? 100,
     batchSize: 32,
-    lr: 5e-4,
+    lr: 4e-4,
     warmupLength: 10,
     labelSmoothing: 0.2,
     seed: 1,

@@ -235,6 +235,26 @@ export function roundScores(s: { transfer: number; avg: number; last: number }):
 }
 
 /**
+ * Learning gain per task, in training order: the accuracy on task t right after training it
+ * minus its zero-shot accuracy (`A[t][t] − zeroShot[t]`, percent points). A continual learner
+ * should gain on every task; a task solved zero-shot has nothing to gain.
+ *
+ * @example
+ * ```ts
+ * const m = { tasks: ["a", "b"], datasets: ["a", "b"], values: [[80, 40], [70, 90]], zeroShot: [50, 45] };
+ * learningGains(m); // [30, 45]
+ * ```
+ */
+export function learningGains(m: AccuracyMatrix): number[] {
+  const a = taskSquare(m);
+  if (!m.zeroShot || m.zeroShot.length !== m.datasets.length) {
+    throw new Error("learning gains: the accuracy matrix has no zero-shot row");
+  }
+  const zs = m.zeroShot;
+  return m.tasks.map((t, i) => a[i][i] - zs[m.datasets.indexOf(t)]);
+}
+
+/**
  * The published "Zero-shot" row of the MTIL tables: the zero-shot accuracies scored as if every
  * row of the matrix were the zero-shot model (Transfer = mean over tasks 2..T, Avg = Last = mean
  * over all tasks). `zeroShot` is indexed like `datasets`.

@@ -1,6 +1,7 @@
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "./_testing.ts";
 import {
   type AccuracyMatrix,
+  learningGains,
   mtilScores,
   npAround,
   npMean,
@@ -155,4 +156,15 @@ Deno.test({
     );
     assertEquals(ours, shared);
   },
+});
+
+Deno.test("learningGains: diagonal minus zero-shot, columns found by name", () => {
+  const m: AccuracyMatrix = {
+    tasks: ["b", "a"],
+    datasets: ["a", "x", "b"],
+    values: [[40, 1, 80], [90, 2, 70]],
+    zeroShot: [50, 0, 45],
+  };
+  assertEquals(learningGains(m), [35, 40]);
+  assertThrows(() => learningGains({ ...m, zeroShot: undefined }), "zero-shot");
 });

@@ -6,6 +6,7 @@
 export {
   type AccuracyMatrix,
   fromAlphabetical,
+  learningGains,
   type MtilScores,
   mtilScores,
   parseAccuracyMatrix,

@@ -15,6 +15,7 @@ import {
   SYNTH_VALUES,
   synthCaptions,
 } from "../datasets/synth.ts";
+import { SYNTH_DOMAIN_TASKS, SYNTH_EXTRA_WORDS } from "../datasets/synth_domains.ts";
 import { normalizeImage } from "../datasets/transforms.ts";
 import { AdamW } from "./adamw.ts";
 import { cosineLr } from "./schedule.ts";
@@ -22,13 +23,13 @@ import { ProgressBar } from "../clip/download/progress.ts";
 
 /** Options of {@link pretrainSynthClip}. */
 export interface PretrainSynthOptions {
-  /** Optimizer steps (default 2500). */
+  /** Optimizer steps (default 1000). */
   steps?: number;
   /** Image–caption pairs per step (default 64). */
   batchSize?: number;
   /** Peak learning rate (default 1e-3). */
   lr?: number;
-  /** Warm-up steps (default 100). */
+  /** Warm-up steps (default 50). */
   warmup?: number;
   /** Weight decay (default 0.1). */
   weightDecay?: number;
@@ -47,9 +48,13 @@ export interface PretrainSynthOptions {
 /** The recipe of the embedded model (`deno task pretrain-synth` defaults). */
 export const synthPretrainConfig: Readonly<
   Required<Pick<PretrainSynthOptions, "steps" | "batchSize" | "lr" | "warmup" | "weightDecay">>
-> = { steps: 2500, batchSize: 64, lr: 1e-3, warmup: 100, weightDecay: 0.1 };
+> = { steps: 1000, batchSize: 64, lr: 1e-3, warmup: 50, weightDecay: 0.1 };
 
-/** Every word that SynthMTIL captions and prompt templates use, in a fixed order. */
+/**
+ * Every word that SynthMTIL captions, prompt templates and class names use (the downstream
+ * tasks' held-out class names and spare words included: they keep untrained embeddings until
+ * a task teaches them), in a fixed order.
+ */
 export function synthVocabulary(sampleCaptions = 4000): string[] {
   const words: string[] = [];
   const add = (text: string) => {
@@ -64,6 +69,11 @@ export function synthVocabulary(sampleCaptions = 4000): string[] {
   for (const w of ["circles", "squares", "triangles", "crosses", "stars", "rings", "objects"]) {
     add(w);
   }
+  for (const t of Object.values(SYNTH_DOMAIN_TASKS)) {
+    for (const c of t.classes) add(c);
+    for (const p of t.templates) add(p.replace("{}", ""));
+  }
+  for (const w of SYNTH_EXTRA_WORDS) add(w);
   return [...new Set(words)].sort();
 }
 

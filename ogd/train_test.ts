@@ -46,8 +46,9 @@ const BS = 16;
 const LR = 1e-3;
 const LORA_LR = 1e-2;
 // The CLI test (SynthMTIL: synth-tiny's own vocabulary), Synth-shape then Synth-colour. Measured
-// with the embedded model: Synth-shape top-1 62.00 zero-shot → 53.20 after task 1 → plain 38.40
-// (drop 14.80) vs OGD 48.60 (drop 4.60); Synth-colour 99.20 → 99.80 plain, 100.00 OGD.
+// with the embedded model (1000-step pretraining): Synth-shape top-1 21.20 zero-shot → 27.80 after
+// task 1 → plain 19.20 (drop 8.60) vs OGD 20.20 (drop 7.60); Synth-colour 95.00 → 97.60 plain,
+// 98.00 OGD.
 const CLI_T1 = 40;
 const CLI_T2 = 60;
 const CLI_LR = "0.001";

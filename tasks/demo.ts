@@ -1,11 +1,12 @@
 /**
  * `deno task demo`: the embedded default, offline. Takes the bundled tiny CLIP
  * (`data/models/synth-tiny.safetensors`, made by `deno task pretrain-synth`; built first if
- * missing), runs the SynthMTIL task sequence once per method (finetune and ZSCL by default),
+ * missing), runs the SynthMTIL downstream sequence (fabrics → sizes → hues: held-out classes in visual
+ * domains the model never saw) once per method (finetune and ZSCL by default),
  * prints the accuracy matrices and MTIL scores side by side, and writes plots to
  * `runs/demo/<method>/`. A thin wrapper around `runDemo`.
  *
- * Flags: `--iterations N` per task (default 80), `--eval-limit N` test images per task (default
+ * Flags: `--iterations N` per task (default 100), `--eval-limit N` test images per task (default
  * 400), `--methods a,b` (default finetune,ZSCL; also lwf, DIKI), `--out DIR` (default `runs/demo`), `--fresh`
  * (discard earlier results; otherwise a rerun continues or reuses them), `--backend NAME`
  * (default wasm, the fastest for this tiny model).
@@ -17,6 +18,7 @@ import { initBackend } from "../clip/backends/backend.ts";
 import { EMBEDDED_MODEL_PATH } from "../clip/load.ts";
 import { DEMO_METHOD_CHOICES, DEMO_METHODS, type DemoRun, runDemo } from "../methods/demo.ts";
 import { sideBySide } from "../methods/report.ts";
+import { learningGains } from "../methods/metrics.ts";
 import { numberFlag } from "./train_flags.ts";
 import { FlagError, runMain } from "../methods/flags.ts";
 import { main as pretrain } from "./pretrain_synth.ts";
@@ -29,7 +31,7 @@ export async function main(argv: string[]): Promise<DemoRun[]> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      iterations: { type: "string", default: "80" },
+      iterations: { type: "string", default: "100" },
       out: { type: "string", default: "runs/demo" },
       "eval-limit": { type: "string", default: "400" },
       methods: { type: "string", default: DEMO_METHODS.join(",") },
@@ -81,6 +83,20 @@ export async function main(argv: string[]): Promise<DemoRun[]> {
   });
   console.log(`\n${"=".repeat(30)} SynthMTIL: top-1 accuracy (%) ${"=".repeat(30)}`);
   console.log(sideBySide(runs));
+  // what each method learnt: accuracy right after training on a task minus its zero-shot accuracy
+  for (const r of runs) {
+    if (!r.finished) continue;
+    const gains = learningGains(r.matrix).map((g) => `${g >= 0 ? "+" : ""}${g.toFixed(1)}`);
+    const votes = r.matrix.details?.[r.matrix.tasks.length - 1]
+      ?.map((d, i) =>
+        d?.voteAccuracy === undefined ? "" : `${r.matrix.datasets[i]} ${d.voteAccuracy.toFixed(0)}%`
+      )
+      .filter((s) => s);
+    console.log(
+      `${r.name.padEnd(9)} learning (diagonal − zero-shot): ${gains.join(" ")}` +
+        (votes?.length ? `; task vote right: ${votes.join(", ")}` : ""),
+    );
+  }
   const secs = ((performance.now() - t0) / 1000).toFixed(0);
   console.log(`\nplots and results: ${out}/{${methods.join(",")}}/  (${secs} s)`);
   return runs;

@@ -13,9 +13,13 @@ import { EMBEDDED_MODEL_PATH, saveClip } from "../clip/load.ts";
 import { pretrainSynthClip, synthPretrainConfig } from "../methods/pretrain.ts";
 import { evaluateDataset } from "../methods/evaluate.ts";
 import { SYNTH_ATTRIBUTE_NAMES, synthTask } from "../datasets/synth.ts";
+import { SYNTH_DOMAIN_TASK_NAMES, synthDomainTask } from "../datasets/synth_domains.ts";
 import type { ClipModel } from "../clip/types.ts";
 
-/** Zero-shot top-1 (percent) of a model on each SynthMTIL attribute's test split. */
+/**
+ * Zero-shot top-1 (percent) of a model on each SynthMTIL attribute's test split (pretraining
+ * domain) and on each downstream task (held-out concepts and domains).
+ */
 export async function synthZeroShot(
   model: ClipModel,
   n = 600,
@@ -24,6 +28,10 @@ export async function synthZeroShot(
   for (const attr of SYNTH_ATTRIBUTE_NAMES) {
     const ds = synthTask(attr, { split: "test", n, size: model.config.imageResolution });
     out[attr] = (await evaluateDataset(model, ds, { batchSize: 200 })).top1;
+  }
+  for (const name of SYNTH_DOMAIN_TASK_NAMES) {
+    const ds = synthDomainTask(name, { split: "test", n, size: model.config.imageResolution });
+    out[name] = (await evaluateDataset(model, ds, { batchSize: 200 })).top1;
   }
   return out;
 }
