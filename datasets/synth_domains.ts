@@ -26,10 +26,10 @@
  *
  * @example
  * ```ts
- * import { synthDomainTask } from "./synth_domains.ts";
+ * import { synthDomainTask } from "jsr:@mtil/mtil/datasets";
  * const ds = synthDomainTask("Synth-hues", { split: "test", n: 90 });
  * const { image, label } = await ds.get(0);
- * console.log(ds.classnames[label], image.width); // "red" 32
+ * console.log(ds.classnames[label], image instanceof Uint8Array ? image.length : image.width);
  * ```
  *
  * @module

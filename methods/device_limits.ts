@@ -112,6 +112,8 @@ const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
  *
  * @example
  * ```ts
+ * import { MODEL_CONFIGS } from "jsr:@mtil/mtil/clip";
+ * import { checkDeviceLimits } from "jsr:@mtil/mtil/methods";
  * checkDeviceLimits(MODEL_CONFIGS["ViT-B/16"], { batch: 64 }, 134_217_728);
  * // DeviceLimitError: vision attention scores … 119.2 MB exceeds the device's
  * // maxStorageBufferBindingSize 134.2 MB …

@@ -16,13 +16,13 @@
  *
  * @example
  * ```ts
- * import { planSlurm } from "./slurm.ts";
+ * import { planSlurm } from "jsr:@mtil/mtil/methods";
  * const plan = planSlurm({
  *   grid: { methods: ["finetune", "ZSCL"], orders: ["I"], seeds: [1, 2, 3] },
  *   partition: "gpu", time: "12:00:00", gpus: 1,
  *   workDir: "/repo", outDir: "/repo/runs/sweep/scripts", saveRoot: "/repo/runs/sweep",
  * });
- * plan.scripts.length; // 11 array jobs (one per task of order I), each --array=0-5
+ * plan.arrays.length; // 11 array jobs (one per task of order I), each --array=0-5
  * ```
  *
  * @module

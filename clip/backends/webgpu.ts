@@ -246,6 +246,8 @@ export function webGpuAdapter(): WebGpuAdapterSummary | undefined {
  *
  * @example
  * ```ts
+ * import { type ClipModel, readableOnHost } from "jsr:@mtil/mtil/clip";
+ * declare const model: ClipModel;
  * await readableOnHost(model.params.values());
  * const sd = model.stateDict();
  * ```

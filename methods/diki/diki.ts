@@ -13,7 +13,12 @@
  *
  * @example
  * ```ts
- * const d = diki(model, { tasks: order.length });          // the paper's recipe by default
+ * import { diki, saveDiki, train, type TrainTask } from "jsr:@mtil/mtil/methods";
+ * import type { ClipModel } from "jsr:@mtil/mtil/clip";
+ * import type { tf } from "jsr:@mtil/mtil/tf";
+ * declare const model: ClipModel, tasks: TrainTask[], images: tf.Tensor4D, textTokens: tf.Tensor2D;
+ *
+ * const d = diki(model, { tasks: tasks.length });          // the paper's recipe by default
  * for (const [t, task] of tasks.entries()) {
  *   const setup = d.trainSetup(t);
  *   await train(model, task, { epochs: 10, parts: setup.parts, ...setup.options });
@@ -440,6 +445,9 @@ export function dikiOf(run: TrainRun): Diki | undefined {
  *
  * @example
  * ```ts
+ * import { diki } from "jsr:@mtil/mtil/methods";
+ * import type { ClipModel } from "jsr:@mtil/mtil/clip";
+ * declare const model: ClipModel;
  * const d = diki(model, { tasks: 11, depthText: 4, weightScale: 512 });
  * ```
  */

@@ -182,6 +182,10 @@ export function prefixAttention(
  *
  * @example
  * ```ts
+ * import { PrefixPools } from "jsr:@mtil/mtil/methods";
+ * import type { ClipModel } from "jsr:@mtil/mtil/clip";
+ * import type { tf } from "jsr:@mtil/mtil/tf";
+ * declare const model: ClipModel, images: tf.Tensor4D;
  * const pools = new PrefixPools(model.config, { tasks: 11, depthVision: 8, depthText: 8,
  *   prefixLenVision: 8, prefixLenText: 8 });
  * pools.withSelection(model, { task: 0 }, () => model.encodeImage(images)); // task 0's prefixes
