@@ -21,6 +21,8 @@
  * JSON (atomically).
  *
  * `--profile` prints where the ViT-B/32 training step spends its time, kernel by kernel.
+ * `--methods` adds finetune, ZSCL and DIKI side by side on the tiny CLIP (training-step time,
+ * peak memory, trained parameters; `methods/diki/diki_bench.ts`).
  *
  * The pure-JS `cpu` backend (~100× slower) runs only the matmul and the tiny model unless it is
  * named in `--backends`.
@@ -454,15 +456,17 @@ async function main(): Promise<void> {
       only: { type: "string" },
       threads: { type: "string" },
       json: { type: "string" },
+      methods: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
       "deno task bench [--quick] [--backends webgpu,cpu-dnnl,cpu-blas,wasm,cpu] [--profile] [--no-torch]\n" +
-        "  [--threads N] [--json FILE]\n" +
+        "  [--threads N] [--json FILE] [--methods]\n" +
         "  [--child BACKEND --only CASE-PREFIX]  (one backend, one case, JSON on stdout)\n" +
-        "Per-backend speed (matmul, encodeImage, training steps, peak RSS) next to PyTorch.",
+        "Per-backend speed (matmul, encodeImage, training steps, peak RSS) next to PyTorch;\n" +
+        "--methods adds finetune / ZSCL / DIKI side by side (step time, memory, trained parameters).",
     );
     return;
   }
@@ -536,6 +540,17 @@ async function main(): Promise<void> {
   console.log(renderTable(results));
   for (const r of results) for (const n of r.notes) notes.push(`${r.backend}: ${n}`);
   if (notes.length) console.log("\n" + notes.map((n) => `- ${n}`).join("\n"));
+  if (values.methods) {
+    // the continual-learning methods on the tiny fixture model: methods/diki/diki_bench.ts
+    console.log("\nmethods (tiny CLIP, batch 32; step = median per training step):");
+    const script = new URL("../methods/diki/diki_bench.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", script, ...(values.quick ? ["--steps", "4"] : [])],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (out.code !== 0) notes.push(`methods bench failed (exit ${out.code})`);
+  }
   if (values.json) {
     const doc = {
       date: new Date().toISOString(),
