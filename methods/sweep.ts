@@ -357,3 +357,60 @@ export async function writeGenerated(dir: string, files: GeneratedFile[]): Promi
   }
   return written;
 }
+
+/** The grid flags shared by `deno task slurm` and `deno task k8s`, as `parseArgs` returns them. */
+export interface GridFlags {
+  /** `--order` (repeatable). */
+  order?: string[];
+  /** `--method`. */
+  method?: string;
+  /** `--methods a,b`. */
+  methods?: string;
+  /** `--seeds 1,2` (default 1). */
+  seeds?: string;
+  /** `--lrs a,b`. */
+  lrs?: string;
+  /** `--grid FILE.json` (exclusive with the flags above). */
+  grid?: string;
+}
+
+/**
+ * The sweep grid the flags describe: `--grid FILE` (read and checked by {@link parseGrid}), or
+ * `--order`, `--method(s)`, `--seeds`, `--lrs`. `extraArgs` (after `--`) go to every run. Throws
+ * an error naming the flag for a missing or conflicting one.
+ */
+export async function gridFromFlags(f: GridFlags, extraArgs: string[] = []): Promise<SweepGrid> {
+  const list = (s: string | undefined) =>
+    (s ?? "").split(",").map((x) => x.trim()).filter((x) => x !== "");
+  if (f.grid) {
+    const clash = (["order", "method", "methods", "seeds", "lrs"] as const).filter((k) =>
+      f[k] !== undefined
+    );
+    if (clash.length) throw new Error(`--grid describes the grid: drop --${clash.join(", --")}`);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(f.grid);
+    } catch (e) {
+      throw new Error(`--grid ${f.grid}: ${(e as Error).message}`);
+    }
+    const grid = parseGrid(text, f.grid);
+    return extraArgs.length ? { ...grid, args: [...(grid.args ?? []), ...extraArgs] } : grid;
+  }
+  const methods = [...new Set([...list(f.method), ...list(f.methods)])];
+  const missing = [
+    !f.order?.length && "--order",
+    methods.length === 0 && "--method/--methods",
+  ].filter(Boolean);
+  if (missing.length) throw new Error(`missing ${missing.join(", ")} (or --grid FILE)`);
+  const seeds = list(f.seeds ?? "1").map((s) => {
+    if (!/^\d+$/.test(s)) throw new Error(`--seeds: "${s}" is not a whole number`);
+    return Number(s);
+  });
+  return {
+    methods,
+    orders: f.order!,
+    seeds,
+    ...(f.lrs ? { lrs: list(f.lrs) } : {}),
+    args: extraArgs,
+  };
+}

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "./cli.ts";
 import { DEFAULT_K8S_COMMAND, type K8sOptions, planK8s, writeK8s } from "../methods/k8s.ts";
-import { parseGrid, type SweepGrid } from "../methods/sweep.ts";
+import { gridFromFlags } from "../methods/sweep.ts";
 
 const USAGE = `usage: deno task k8s (--order I|II|A,B,… [--order …] --method M [--methods a,b]
                       [--seeds 1,2] [--lrs 1e-5,5e-6] | --grid FILE.json)
@@ -24,10 +24,6 @@ One Indexed Job per task position (completion index i = run i of the grid, see s
 runs save to <save-root> (default <mount>/<name>) on the claim, so a replaced pod resumes.
 Default DIR: runs/k8s/<name>. Then: bash DIR/apply.sh  (restart: bash DIR/apply.sh --from TASK)
 Default command: ${DEFAULT_K8S_COMMAND.join(" ")}`;
-
-function list(s: string | undefined): string[] {
-  return (s ?? "").split(",").map((x) => x.trim()).filter((x) => x !== "");
-}
 
 function int(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -81,38 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let opts: K8sOptions;
   try {
-    let grid: SweepGrid;
-    const methods = [...new Set([...list(values.method), ...list(values.methods)])];
-    if (values.grid) {
-      const clash = ["order", "method", "methods", "seeds", "lrs"].filter((k) =>
-        (values as Record<string, unknown>)[k] !== undefined
-      );
-      if (clash.length) throw new Error(`--grid describes the grid: drop --${clash.join(", --")}`);
-      let text: string;
-      try {
-        text = await Deno.readTextFile(values.grid);
-      } catch (e) {
-        throw new Error(`--grid ${values.grid}: ${(e as Error).message}`);
-      }
-      grid = parseGrid(text, values.grid);
-      if (extraArgs.length) grid = { ...grid, args: [...(grid.args ?? []), ...extraArgs] };
-    } else {
-      const missing = [
-        !values.order?.length && "--order",
-        methods.length === 0 && "--method/--methods",
-      ].filter(Boolean);
-      if (missing.length) throw new Error(`missing ${missing.join(", ")} (or --grid FILE)`);
-      grid = {
-        methods,
-        orders: values.order!,
-        seeds: list(values.seeds ?? "1").map((s) => {
-          if (!/^\d+$/.test(s)) throw new Error(`--seeds: "${s}" is not a whole number`);
-          return Number(s);
-        }),
-        ...(values.lrs ? { lrs: list(values.lrs) } : {}),
-        args: extraArgs,
-      };
-    }
+    const grid = await gridFromFlags(values, extraArgs);
     const missing = [!values.image && "--image", !values.pvc && "--pvc"].filter(Boolean);
     if (missing.length) throw new Error(`missing ${missing.join(", ")}`);
     const name = values.name!;

@@ -18,7 +18,7 @@ import {
   type SlurmOptions,
   writeSlurm,
 } from "../methods/slurm.ts";
-import { parseGrid, type SweepGrid } from "../methods/sweep.ts";
+import { gridFromFlags, type SweepGrid } from "../methods/sweep.ts";
 
 const USAGE = `usage: deno task slurm (--order I|II|A,B,… [--order …] --method M [--methods a,b]
                         [--seeds 1,2] [--lrs 1e-5,5e-6] | --grid FILE.json)
@@ -40,10 +40,6 @@ Default DIR: runs/slurm/<name>; runs save to <save-root>/order-<o>/<method>[/lr-
 (default save-root runs/<name>; name default "sweep"). Then: bash DIR/submit.sh
 (restart: bash DIR/submit.sh --from TASK [--only I,J]).
 Default command: ${DEFAULT_SEQUENCE_COMMAND.join(" ")}`;
-
-function list(s: string | undefined): string[] {
-  return (s ?? "").split(",").map((x) => x.trim()).filter((x) => x !== "");
-}
 
 function abs(p: string): string {
   return p.startsWith("/") ? p : `${Deno.cwd()}/${p}`.replace(/\/\.\//g, "/").replace(/\/+$/, "");
@@ -98,42 +94,9 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const methods = [...new Set([...list(values.method), ...list(values.methods)])];
   let grid: SweepGrid;
   try {
-    if (values.grid) {
-      const clash = ["order", "method", "methods", "seeds", "lrs"].filter((k) =>
-        (values as Record<string, unknown>)[k] !== undefined
-      );
-      if (clash.length) {
-        throw new Error(`--grid describes the grid: drop --${clash.join(", --")}`);
-      }
-      let text: string;
-      try {
-        text = await Deno.readTextFile(values.grid);
-      } catch (e) {
-        throw new Error(`--grid ${values.grid}: ${(e as Error).message}`);
-      }
-      grid = parseGrid(text, values.grid);
-      if (extraArgs.length) grid = { ...grid, args: [...(grid.args ?? []), ...extraArgs] };
-    } else {
-      const missing = [
-        !values.order?.length && "--order",
-        methods.length === 0 && "--method/--methods",
-      ].filter(Boolean);
-      if (missing.length) throw new Error(`missing ${missing.join(", ")} (or --grid FILE)`);
-      const seeds = list(values.seeds ?? "1").map((s) => {
-        if (!/^\d+$/.test(s)) throw new Error(`--seeds: "${s}" is not a whole number`);
-        return Number(s);
-      });
-      grid = {
-        methods,
-        orders: values.order!,
-        seeds,
-        ...(values.lrs ? { lrs: list(values.lrs) } : {}),
-        args: extraArgs,
-      };
-    }
+    grid = await gridFromFlags(values, extraArgs);
     const missing = [!values.partition && "--partition", !values.time && "--time"].filter(
       Boolean,
     );
