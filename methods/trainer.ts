@@ -22,6 +22,8 @@
  *
  * @module
  */
+import { exists } from "../datasets/families/common.ts";
+import { taskCheckpointPath } from "./sequence.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { tokenizerMeta } from "../clip/load.ts";
 import { saveCheckpoint } from "../clip/formats/checkpoint.ts";
@@ -275,15 +277,6 @@ export function stopOnSignals(): { shouldStop: () => boolean; dispose: () => voi
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Paths of a task's files in a save folder. */
 export function taskPaths(dir: string, task: string): {
   checkpoint: string;
@@ -291,9 +284,10 @@ export function taskPaths(dir: string, task: string): {
   state: string;
   adapters: string;
 } {
-  const base = `${dir}/${task.replaceAll("/", "_")}`;
+  const checkpoint = taskCheckpointPath(dir, task);
+  const base = checkpoint.slice(0, -".safetensors".length);
   return {
-    checkpoint: `${base}.safetensors`,
+    checkpoint,
     manifest: `${base}.manifest.json`,
     state: `${base}.state.safetensors`,
     adapters: `${base}.lora.safetensors`,

@@ -30,7 +30,6 @@ import {
   runWithPreloads,
   splitImports,
   trainOptionsFromFlags,
-  validateTrainFlags,
 } from "./train_flags.ts";
 
 /** Parse and check the flags of `deno task train` (everything is checked before any work). */
@@ -42,7 +41,8 @@ const USAGE = "deno task train --train-dataset NAME [--method NAME] [flags]";
 
 /** Run `deno task train` with parsed flags; returns each task's result. */
 export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
-  validateTrainFlags(f);
+  // checks every flag first, then reads --load / --ref-model
+  const { method, options, load } = await trainOptionsFromFlags(f);
   const order = listFlag(f, "dataset-order");
   const first = typeof f["train-dataset"] === "string" ? [f["train-dataset"]] : undefined;
   const tasks = order ?? first;
@@ -52,7 +52,6 @@ export async function runTrainFlags(f: FlagValues): Promise<TrainTaskResult[]> {
     quiet: !!f.quiet,
     threads: numberFlag(f, "threads"),
   });
-  const { method, options, load } = await trainOptionsFromFlags(f);
   if (!f.quiet) console.log("run configuration:", JSON.stringify({ ...f, backend }, null, 2));
   const { model } = await loadClip(String(f.model), { cacheDir: f["cache-dir"] as string });
   if (f.untrained) {
