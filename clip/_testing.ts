@@ -94,3 +94,13 @@ const TINY_DEFAULTS: ClipConfig = {
 export function tinyClipConfig(overrides: Partial<ClipConfig> = {}): ClipConfig {
   return { ...TINY_DEFAULTS, ...overrides };
 }
+
+/** The shape of the fixtures' `vit-tiny` CLIP (`../shared/fixtures/clip/vit-tiny.expected.json`). */
+export const VIT_TINY_CONFIG: ClipConfig = tinyClipConfig({
+  embedDim: 32,
+  imageResolution: 32,
+  visionLayers: 2,
+  contextLength: 77,
+  vocabSize: 49408,
+  transformerLayers: 2,
+});

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { tinyClipConfig } from "../clip/_testing.ts";
+import { VIT_TINY_CONFIG } from "../clip/_testing.ts";
 import { parseArgs } from "./cli.ts";
 import { tf } from "../clip/backends/tf.ts";
 import { availableBackends, initBackend } from "../clip/backends/backend.ts";
@@ -64,14 +64,7 @@ export interface BenchResult {
 }
 
 /** The fixtures' tiny ViT CLIP (`../shared/fixtures/clip/vit-tiny.expected.json`). */
-export const TINY_CONFIG: ClipConfig = tinyClipConfig({
-  embedDim: 32,
-  imageResolution: 32,
-  visionLayers: 2,
-  contextLength: 77,
-  vocabSize: 49408,
-  transformerLayers: 2,
-});
+export const TINY_CONFIG: ClipConfig = VIT_TINY_CONFIG;
 
 const BATCH = 8;
 

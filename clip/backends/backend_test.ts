@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
-import { tinyClipConfig } from "../_testing.ts";
+import { VIT_TINY_CONFIG } from "../_testing.ts";
 import { tf } from "./tf.ts";
 import { availableBackends, BACKEND_NAMES, backendReport, initBackend } from "./backend.ts";
 import { buildClip, randomStateDict } from "../model.ts";
@@ -61,14 +61,7 @@ Deno.test("initBackend: automatic choice is the fastest backend that loads", asy
   }
 });
 
-const TINY_VIT: ClipConfig = tinyClipConfig({
-  embedDim: 32,
-  imageResolution: 32,
-  visionLayers: 2,
-  contextLength: 77,
-  vocabSize: 49408,
-  transformerLayers: 2,
-});
+const TINY_VIT: ClipConfig = VIT_TINY_CONFIG;
 const TINY_RN: ClipConfig = {
   ...TINY_VIT,
   vision: "resnet",

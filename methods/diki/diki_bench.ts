@@ -20,19 +20,12 @@ import { initBackend } from "../../clip/backends/backend.ts";
 import { buildClip, randomStateDict } from "../../clip/model.ts";
 import { readCheckpoint } from "../../clip/formats/checkpoint.ts";
 import type { ClipConfig } from "../../clip/types.ts";
-import { HAS_SHARED, sharedPath, tinyClipConfig } from "../../clip/_testing.ts";
+import { HAS_SHARED, sharedPath, VIT_TINY_CONFIG } from "../../clip/_testing.ts";
 import { createRun, disposeRun, runSteps, type TrainOptions, type TrainTask } from "../train.ts";
 import "../presets.ts";
 import { diki } from "./diki.ts";
 
-const VIT_TINY: ClipConfig = tinyClipConfig({
-  embedDim: 32,
-  imageResolution: 32,
-  visionLayers: 2,
-  contextLength: 77,
-  vocabSize: 49408,
-  transformerLayers: 2,
-});
+const VIT_TINY: ClipConfig = VIT_TINY_CONFIG;
 
 const { values: a } = parseArgs({
   args: Deno.args,
