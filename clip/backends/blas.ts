@@ -130,7 +130,8 @@ export function blasLoadError(): string {
   return loadError;
 }
 
-function envVar(name: string): string | undefined {
+/** An environment variable, or undefined when unset or not permitted (`--allow-env`). */
+export function envVar(name: string): string | undefined {
   try {
     return Deno.env.get(name);
   } catch {

@@ -24,24 +24,31 @@ export const CPU_BLAS = "cpu-blas";
 type TensorInfo = tf.TensorInfo;
 type Attrs = Record<string, unknown>;
 type Inputs = Record<string, TensorInfo | undefined>;
-interface KernelArgs {
+/** Arguments of a kernel on the cpu(-blas, -dnnl) backends. */
+export interface KernelArgs {
+  /** Input tensors by name. */
   inputs: Inputs;
+  /** The backend. */
   backend: MathBackendCPU;
+  /** Attributes. */
   attrs?: Attrs;
 }
-type KernelFn = (args: KernelArgs) => TensorInfo | TensorInfo[];
+/** A kernel function on the cpu(-blas, -dnnl) backends. */
+export type KernelFn = (args: KernelArgs) => TensorInfo | TensorInfo[];
 
 /** Float32 values of a tensor on the cpu(-blas) backend, in place (no copy). */
-function f32(backend: MathBackendCPU, t: TensorInfo): Float32Array {
+export function f32(backend: MathBackendCPU, t: TensorInfo): Float32Array {
   const v = backend.data.get(t.dataId).values;
   return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
 }
 
-function out(backend: MathBackendCPU, shape: number[], values: Float32Array): TensorInfo {
+/** A float32 tensor of the backend holding `values` (taken, not copied). */
+export function out(backend: MathBackendCPU, shape: number[], values: Float32Array): TensorInfo {
   return backend.makeTensorInfo(shape, "float32", values);
 }
 
-function sizeOf(shape: readonly number[]): number {
+/** Number of elements of a shape. */
+export function sizeOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { envVar } from "./blas.ts";
 
 // ---- oneDNN 2.x C ABI (x86_64; struct sizes from the 2.6.3 headers, see ../shared/notes/onednn) ----
 /** Byte size reserved per descriptor struct: at least every 2.x struct we create (largest 5976). */
@@ -208,14 +209,6 @@ let loadError = "";
 /** Why the last {@link loadDnnl} returned null (empty otherwise). */
 export function dnnlLoadError(): string {
   return loadError;
-}
-
-function envVar(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
 }
 
 type GompLib = { omp_set_num_threads(n: number): void; omp_get_max_threads(): number };

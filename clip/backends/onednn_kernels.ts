@@ -27,7 +27,6 @@
  * @module
  */
 import { tf } from "./tf.ts";
-import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import {
   ARG,
   CONV_DIRECT,
@@ -43,8 +42,16 @@ import {
   SOFTMAX_ALG,
   TAG,
 } from "./onednn.ts";
-import { CPU_BLAS, registerBlasBackend } from "./blas_kernels.ts";
-import { blasBackendUnavailableReason } from "./blas_kernels.ts";
+import {
+  blasBackendUnavailableReason,
+  CPU_BLAS,
+  f32,
+  type KernelArgs,
+  type KernelFn,
+  out,
+  registerBlasBackend,
+  sizeOf,
+} from "./blas_kernels.ts";
 
 /** Name under which the backend is registered. */
 export const CPU_DNNL = "cpu-dnnl";
@@ -54,28 +61,6 @@ export const ELTWISE_MIN = 2048;
 
 type TensorInfo = tf.TensorInfo;
 type Attrs = Record<string, unknown>;
-type Inputs = Record<string, TensorInfo | undefined>;
-interface KernelArgs {
-  inputs: Inputs;
-  backend: MathBackendCPU;
-  attrs?: Attrs;
-}
-type KernelFn = (args: KernelArgs) => TensorInfo | TensorInfo[];
-
-function f32(backend: MathBackendCPU, t: TensorInfo): Float32Array {
-  const v = backend.data.get(t.dataId).values;
-  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
-}
-
-function out(backend: MathBackendCPU, shape: number[], values: Float32Array): TensorInfo {
-  return backend.makeTensorInfo(shape, "float32", values);
-}
-
-function sizeOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 function allFloat(...ts: (TensorInfo | undefined)[]): boolean {
   return ts.every((t) => t === undefined || t.dtype === "float32");
