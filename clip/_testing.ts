@@ -5,6 +5,7 @@
  * @module
  */
 import type { ClipConfig } from "./types.ts";
+import type { tf } from "./backends/tf.ts";
 
 /** Absolute path of the repository root (the folder holding `deno.json`). */
 export const REPO_ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -104,3 +105,27 @@ export const VIT_TINY_CONFIG: ClipConfig = tinyClipConfig({
   vocabSize: 49408,
   transformerLayers: 2,
 });
+
+/**
+ * `actual` equals `expected` to `tol` relative to the largest |expected| (at least 1), NaN
+ * matching NaN; throws naming the first differing index.
+ */
+export function assertTensorClose(
+  actual: tf.Tensor,
+  expected: tf.Tensor,
+  tol: number,
+  what: string,
+): void {
+  if (JSON.stringify(actual.shape) !== JSON.stringify(expected.shape)) {
+    throw new Error(`${what} shape: [${actual.shape}] vs [${expected.shape}]`);
+  }
+  const a = actual.dataSync(), e = expected.dataSync();
+  let scale = 1;
+  for (let i = 0; i < e.length; i++) scale = Math.max(scale, Math.abs(e[i]));
+  for (let i = 0; i < e.length; i++) {
+    const d = Math.abs(a[i] - e[i]);
+    if (!(d <= tol * scale) && !(Number.isNaN(a[i]) && Number.isNaN(e[i]))) {
+      throw new Error(`${what}: index ${i}: ${a[i]} vs ${e[i]} (|d|=${d}, scale ${scale})`);
+    }
+  }
+}

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { tf } from "./tf.ts";
+import { assertTensorClose } from "../_testing.ts";
 import {
   blasBackendUnavailableReason,
   CPU_BLAS,
@@ -30,25 +31,12 @@ async function onBoth(fn: () => Out): Promise<{ cpu: Out; blas: Out }> {
   return { cpu, blas };
 }
 
-function assertClose(actual: tf.Tensor, expected: tf.Tensor, tol = 1e-5, what = ""): void {
-  assertEquals(actual.shape, expected.shape, `${what} shape`);
-  const a = actual.dataSync(), e = expected.dataSync();
-  let scale = 1;
-  for (let i = 0; i < e.length; i++) scale = Math.max(scale, Math.abs(e[i]));
-  for (let i = 0; i < e.length; i++) {
-    const d = Math.abs(a[i] - e[i]);
-    if (!(d <= tol * scale) && !(Number.isNaN(a[i]) && Number.isNaN(e[i]))) {
-      throw new Error(`${what}: index ${i}: ${a[i]} vs ${e[i]} (|d|=${d}, scale ${scale})`);
-    }
-  }
-}
-
 async function same(what: string, fn: () => Out, tol = 1e-5): Promise<void> {
   const { cpu, blas } = await onBoth(fn);
   const c = Array.isArray(cpu) ? cpu : [cpu];
   const b = Array.isArray(blas) ? blas : [blas];
   assertEquals(b.length, c.length);
-  for (let i = 0; i < c.length; i++) assertClose(b[i], c[i], tol, `${what}[${i}]`);
+  for (let i = 0; i < c.length; i++) assertTensorClose(b[i], c[i], tol, `${what}[${i}]`);
   tf.dispose([...c, ...b]);
 }
 
@@ -92,7 +80,7 @@ Deno.test({
     const a = rnd([2, 1, 5, 7]), b = rnd([1, 3, 7, 4]);
     const y = tf.matMul(a, b);
     const expected = tf.matMul(tf.tile(a, [1, 3, 1, 1]), tf.tile(b, [2, 1, 1, 1]));
-    assertClose(y, expected, 1e-6, "broadcast");
+    assertTensorClose(y, expected, 1e-6, "broadcast");
     tf.dispose([a, b, y, expected]);
   },
 });

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { tf } from "./tf.ts";
+import { assertTensorClose } from "../_testing.ts";
 import { CPU_DNNL, dnnlBackendUnavailableReason, registerDnnlBackend } from "./onednn_kernels.ts";
 import { registerCpuFixes } from "./blas_kernels.ts";
 import { registerReluGradient, registerSoftmaxGradient } from "./fused.ts";
@@ -33,25 +34,12 @@ async function onBoth(fn: () => Out): Promise<{ cpu: Out; dnnl: Out }> {
   return { cpu, dnnl };
 }
 
-function assertClose(actual: tf.Tensor, expected: tf.Tensor, tol: number, what: string): void {
-  assertEquals(actual.shape, expected.shape, `${what} shape`);
-  const a = actual.dataSync(), e = expected.dataSync();
-  let scale = 1;
-  for (let i = 0; i < e.length; i++) scale = Math.max(scale, Math.abs(e[i]));
-  for (let i = 0; i < e.length; i++) {
-    const d = Math.abs(a[i] - e[i]);
-    if (!(d <= tol * scale) && !(Number.isNaN(a[i]) && Number.isNaN(e[i]))) {
-      throw new Error(`${what}: index ${i}: ${a[i]} vs ${e[i]} (|d|=${d}, scale ${scale})`);
-    }
-  }
-}
-
 async function same(what: string, fn: () => Out, tol = 2e-5): Promise<void> {
   const { cpu, dnnl } = await onBoth(fn);
   const c = Array.isArray(cpu) ? cpu : [cpu];
   const d = Array.isArray(dnnl) ? dnnl : [dnnl];
   assertEquals(d.length, c.length);
-  for (let i = 0; i < c.length; i++) assertClose(d[i], c[i], tol, `${what}[${i}]`);
+  for (let i = 0; i < c.length; i++) assertTensorClose(d[i], c[i], tol, `${what}[${i}]`);
   tf.dispose([...c, ...d]);
 }
 
