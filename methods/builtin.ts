@@ -19,7 +19,7 @@ import { parseNumberFlag } from "./flags.ts";
 import { StepBatches } from "./data.ts";
 import { tokenizeFor } from "./evaluate.ts";
 import { ExemplarMemory, herdingFeatures } from "./icarl.ts";
-import { icarlPart, lwfPart, virtualVocab, zsclPart } from "./presets.ts";
+import { icarlPart, lwfPart, virtualVocab, type ZsclOptions, zsclPart } from "./presets.ts";
 import {
   type FlagValues,
   type Method,
@@ -102,8 +102,13 @@ export type RefSentences =
   | { dataset: string }
   | { texts: string[] };
 
-/** Options of {@link zscl}. */
-export interface ZsclMethodOptions {
+/**
+ * Options of {@link zscl}: where the reference data comes from, plus the distillation settings
+ * of ZSCL's part (`refWiseAlpha`, `T`, `weightAdjust`, `featureMse`, `ablationLoss2`).
+ */
+export interface ZsclMethodOptions
+  extends
+    Pick<ZsclOptions, "refWiseAlpha" | "T" | "weightAdjust" | "featureMse" | "ablationLoss2"> {
   /** Reference images: a dataset (registry name or a `Dataset`) — ImageNet in the paper. */
   refDataset: string | Dataset;
   /** `--num`: ImageNetSM classes / ImageNetSUB images of the reference dataset. */
@@ -119,20 +124,10 @@ export interface ZsclMethodOptions {
   textDatasets?: string[];
   /** Reference model: the zero-shot model (default) or given weights (`--ref-model`). */
   refModel?: "zeroshot" | StateDict;
-  /** `--ref-wise`: mix the reference weights with the start-of-task model by this α. */
-  refWiseAlpha?: number;
-  /** Temperature (default 2). */
-  T?: number;
   /** Image-direction distillation (default true unless only `textLoss` is set). */
   imageLoss?: boolean;
   /** Text-direction distillation (default true unless only `imageLoss` is set). */
   textLoss?: boolean;
-  /** Halve the distillation weights. */
-  weightAdjust?: boolean;
-  /** Feature MSE to the reference model's image features. */
-  featureMse?: boolean;
-  /** Image–image similarity distillation. */
-  ablationLoss2?: boolean;
 }
 
 async function refSentenceTokens(
