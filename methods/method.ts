@@ -94,8 +94,11 @@ export interface MethodClassifier {
   dispose(): void;
 }
 
-/** What `afterTask` gets: the context of `setup` plus the weights that were saved. */
-export interface AfterTaskContext extends MethodContext {
+/**
+ * What `afterTask` gets: the context of `setup` (without the training task's batch stream, which
+ * may not exist when a finished task is only being recorded) plus the weights that were saved.
+ */
+export interface AfterTaskContext extends Omit<MethodContext, "task"> {
   /** The weights the task produced (the weight-ensembled ones with `we`), keyed like the model. */
   weights: StateDict;
   /** Evaluation batch size (for passes over the training data, e.g. herding). */

@@ -408,8 +408,7 @@ export async function trainTask(
     if (method.taskDone?.(name) === false && method.afterTask) {
       const { readCheckpoint } = await import("../clip/formats/checkpoint.ts");
       const weights = (await readCheckpoint(paths.checkpoint)).stateDict;
-      const task = placeholderTask(name, ds);
-      await method.afterTask({ ...ctxBase, task, weights, batchSizeEval });
+      await method.afterTask({ ...ctxBase, weights, batchSizeEval });
       if (method.saveState) await method.saveState(dir!);
     }
     log.info(`${paths.checkpoint} exists and no state is pending: ${name} already finished`);
@@ -688,13 +687,4 @@ function linearHeadOf(run: TrainRun): LinearHead | undefined {
   return weight && bias
     ? { weight: weight as tf.Tensor as tf.Tensor2D, bias: bias as tf.Tensor as tf.Tensor1D }
     : undefined;
-}
-
-function placeholderTask(name: string, ds: Dataset): TrainTask {
-  return {
-    name,
-    classnames: ds.classnames,
-    textTokens: undefined as unknown as tf.Tensor2D,
-    batch: () => Promise.reject(new Error(`${name}: the task is finished; no batches`)),
-  };
 }
