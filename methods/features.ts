@@ -6,6 +6,7 @@
  * @module
  */
 import { tf } from "../clip/backends/tf.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import { checkpointFingerprint } from "./fingerprint.ts";
 import { readSafetensors, writeSafetensorsFile } from "../clip/formats/safetensors.ts";
 import type { ClipModel } from "../clip/types.ts";
@@ -41,6 +42,7 @@ export async function cachedFeatures(
   dir: string,
   options: { batchSize?: number; workers?: number; log?: LogLevel } = {},
 ): Promise<CachedFeatures> {
+  await readableOnHost(model.params.values()); // webgpu: one asynchronous read first
   const key = checkpointFingerprint(model, (k) => k.startsWith("visual."));
   const path = `${dir}/${
     dataset.name.replaceAll("/", "_")
@@ -76,7 +78,7 @@ export async function cachedFeatures(
       })
     ) {
       const f = tf.tidy(() => model.encodeImage(b.images));
-      features.set(f.dataSync() as Float32Array, n * dim);
+      features.set((await f.data()) as Float32Array, n * dim);
       labels.set(b.labels.dataSync() as Int32Array, n);
       n += b.labels.shape[0];
       tf.dispose([f, b.images, b.labels]);

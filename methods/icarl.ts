@@ -7,6 +7,7 @@
  * @module
  */
 import { tf } from "../clip/backends/tf.ts";
+import { readableOnHost } from "../clip/backends/webgpu.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import type { Dataset } from "../datasets/types.ts";
@@ -189,6 +190,7 @@ export async function herdingFeatures(
   dataset: Dataset,
   options: { candidates: number; seed: number; batchSize: number; workers?: number },
 ): Promise<HerdingFeatures> {
+  await readableOnHost(model.params.values()); // webgpu: one asynchronous read first
   const saved = model.stateDict();
   model.loadStateDict(weights, { strict: false });
   try {
@@ -210,7 +212,7 @@ export async function herdingFeatures(
         })
       ) {
         const f = tf.tidy(() => normalizeRows(model.encodeImage(b.images)));
-        const data = f.dataSync() as Float32Array;
+        const data = (await f.data()) as Float32Array;
         features.set(data, off);
         off += data.length;
         labels.push(...b.labels.dataSync());
