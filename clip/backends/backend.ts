@@ -348,6 +348,9 @@ export async function availableBackends(opts: AvailableBackendsOptions = {}): Pr
     if (r.onlyByName && !opts.includeByName && env !== name) continue;
     names.push(name);
   }
+  // Registering a backend (wasm) can make it tfjs's default before it is initialised; make the
+  // default usable again, so that probing leaves tfjs as ready as it found it.
+  await tf.ready();
   return names;
 }
 
