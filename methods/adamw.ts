@@ -14,6 +14,8 @@
  */
 import { tf } from "../clip/backends/tf.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
+import { loadDnnl } from "../clip/backends/onednn.ts";
+import { dnnlAdamWUpdate } from "../clip/backends/onednn_adamw.ts";
 
 /** Hyperparameters of {@link AdamW}. */
 export interface AdamWOptions {
@@ -76,6 +78,23 @@ function fusedHostUpdate(
   // tower). The parameter always gets a new array (callers may hold its old values).
   const mInPlace = solelyOwned(m), vInPlace = solelyOwned(v);
   const np = new Float32Array(n);
+  const dnnl = tf.getBackend() === "cpu-dnnl" ? loadDnnl() : null;
+  if (dnnl) {
+    // oneDNN updates the moments in place: shared ones are copied first
+    const nm = mInPlace ? md : md.slice(), nv = vInPlace ? vd : vd.slice();
+    const hyper = {
+      decay: h.wd !== 0 ? 1 - h.lr * h.wd : 1,
+      b1: h.b1,
+      b2: h.b2,
+      eps: h.eps,
+      stepSize: h.stepSize,
+      bc2Sqrt: h.bc2Sqrt,
+    };
+    if (dnnlAdamWUpdate(dnnl, pd, gd, nm, nv, np, hyper)) {
+      assignUpdated(p, m, v, np, mInPlace ? null : nm, vInPlace ? null : nv);
+      return;
+    }
+  }
   const nm = mInPlace ? md : new Float32Array(n), nv = vInPlace ? vd : new Float32Array(n);
   const f = Math.fround;
   const decay = f(1 - h.lr * h.wd), b1 = f(h.b1), c1 = f(1 - h.b1), b2 = f(h.b2);
@@ -91,10 +110,22 @@ function fusedHostUpdate(
     nv[i] = vi;
     np[i] = f(pi - f(f(mi / denom) * step));
   }
+  assignUpdated(p, m, v, np, mInPlace ? null : nm, vInPlace ? null : nv);
+}
+
+/** Point the variables at their updated arrays (`null`: updated in place). */
+function assignUpdated(
+  p: tf.Variable,
+  m: tf.Variable,
+  v: tf.Variable,
+  np: Float32Array,
+  nm: Float32Array | null,
+  nv: Float32Array | null,
+): void {
   const shape = p.shape;
   tf.tidy(() => {
-    if (!mInPlace) m.assign(tf.tensor(nm, shape, "float32"));
-    if (!vInPlace) v.assign(tf.tensor(nv, shape, "float32"));
+    if (nm) m.assign(tf.tensor(nm, shape, "float32"));
+    if (nv) v.assign(tf.tensor(nv, shape, "float32"));
     p.assign(tf.tensor(np, shape, "float32"));
   });
 }

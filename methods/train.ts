@@ -26,6 +26,7 @@
  * @module
  */
 import { tf } from "../clip/backends/tf.ts";
+import { installLeanGradients } from "../clip/backends/lean_gradients.ts";
 import type { ClipModel } from "../clip/types.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { AdamW, type AdamWState } from "./adamw.ts";
@@ -529,6 +530,7 @@ function microStep(
 ): { value: tf.Scalar; grads: Map<string, tf.Tensor> } {
   const vars = run.trainable.map((n) => run.params.get(n)!);
   const byVarName = new Map(vars.map((v, i) => [v.name, run.trainable[i]]));
+  installLeanGradients(); // idempotent: frees activations during backprop (any backend)
   const { value, grads } = tf.variableGrads(() => {
     const ctx = makeContext(run, step, lr, batch);
     let total: tf.Scalar = tf.scalar(0);

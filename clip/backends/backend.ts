@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { installLeanGradients } from "./lean_gradients.ts";
 import { tf } from "./tf.ts";
 import {
   blasBackendUnavailableReason,
@@ -275,6 +276,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<string
   registerSoftmaxGradient();
   registerReluGradient();
   registerCpuFixes();
+  installLeanGradients();
   const threads = threadSetting(opts.threads);
   const report: BackendStatus[] = [];
   let active = "";

@@ -76,6 +76,18 @@ export const QUERY = {
   workspace: 135,
   scratchpad: 136,
 } as const;
+/** Binary algorithm kinds. */
+export const BINARY = { add: 0x1fff0, mul: 0x1fff1, div: 0x1fff4 } as const;
+/** Execution argument id of the second source of post-op number `idx` (a binary post-op). */
+export function postOpSrc1(idx: number): number {
+  return 16384 * (idx + 1) | 2;
+}
+/** One post-op of a primitive: accumulate into the destination, or a binary op with a tensor. */
+export type PostOp =
+  | { sum: number }
+  | { binary: number; md: MemoryDesc }
+  | { eltwise: number; alpha?: number; beta?: number };
+
 /** Normalization flags. */
 export const NORM = { globalStats: 1, scale: 8, shift: 16 } as const;
 
@@ -133,7 +145,16 @@ const SYMBOLS = {
   dnnl_softmax_v2_forward_desc_init: { parameters: [B, "i32", "i32", B, B, "i32"], result: "i32" },
   dnnl_softmax_v2_backward_desc_init: { parameters: [B, "i32", B, B, B, "i32"], result: "i32" },
   dnnl_matmul_desc_init: { parameters: [B, B, B, P, B], result: "i32" },
-  dnnl_primitive_desc_create: { parameters: [B, B, P, P, P], result: "i32" },
+  dnnl_binary_desc_init: { parameters: [B, "i32", B, B, B], result: "i32" },
+  dnnl_primitive_attr_create: { parameters: [B], result: "i32" },
+  dnnl_primitive_attr_destroy: { parameters: [P], result: "i32" },
+  dnnl_primitive_attr_set_post_ops: { parameters: [P, P], result: "i32" },
+  dnnl_post_ops_create: { parameters: [B], result: "i32" },
+  dnnl_post_ops_destroy: { parameters: [P], result: "i32" },
+  dnnl_post_ops_append_sum: { parameters: [P, "f32"], result: "i32" },
+  dnnl_post_ops_append_binary: { parameters: [P, "i32", B], result: "i32" },
+  dnnl_post_ops_append_eltwise: { parameters: [P, "f32", "i32", "f32", "f32"], result: "i32" },
+  dnnl_primitive_desc_create: { parameters: [B, P, P, P, P], result: "i32" },
   dnnl_reorder_primitive_desc_create: { parameters: [B, P, P, P, P, P], result: "i32" },
   dnnl_primitive_desc_query_md: { parameters: [P, "i32", "i32"], result: P },
   dnnl_primitive_create: { parameters: [B, P], result: "i32" },
@@ -180,8 +201,11 @@ export interface Dnnl {
 /** Building blocks of primitives, exposed for the kernel module. */
 export interface DnnlRaw {
   lib: Lib;
-  /** `dnnl_primitive_desc_create` on an op descriptor (with an optional forward hint). */
-  pd(desc: Uint8Array, hint?: Ptr): Ptr;
+  /**
+   * `dnnl_primitive_desc_create` on an op descriptor (with an optional forward hint and
+   * post-ops).
+   */
+  pd(desc: Uint8Array, hint?: Ptr, postOps?: readonly PostOp[]): Ptr;
   /** The memory descriptor a primitive descriptor wants for `query` (null when none). */
   query(pd: Ptr, query: number): Ptr;
   /**
@@ -338,9 +362,41 @@ function create(lib: Lib, path: string, version: string): Dnnl {
     check(lib.dnnl_memory_create(outPtr, mdp, engine, handle), "memory_create");
     return ptrOut();
   };
-  const pd = (desc: Uint8Array, hint: Ptr = null): Ptr => {
-    check(lib.dnnl_primitive_desc_create(outPtr, desc, null, engine, hint), "primitive_desc");
-    return ptrOut();
+  const pd = (desc: Uint8Array, hint: Ptr = null, postOps: readonly PostOp[] = []): Ptr => {
+    if (postOps.length === 0) {
+      check(
+        lib.dnnl_primitive_desc_create(outPtr, Deno.UnsafePointer.of(desc), null, engine, hint),
+        "primitive_desc",
+      );
+      return ptrOut();
+    }
+    check(lib.dnnl_post_ops_create(outPtr), "post_ops_create");
+    const ops = ptrOut();
+    check(lib.dnnl_primitive_attr_create(outPtr), "primitive_attr_create");
+    const attr = ptrOut();
+    try {
+      for (const op of postOps) {
+        if ("sum" in op) check(lib.dnnl_post_ops_append_sum(ops, op.sum), "post_ops_append_sum");
+        else if ("binary" in op) {
+          check(lib.dnnl_post_ops_append_binary(ops, op.binary, op.md), "append_binary");
+        } else {
+          check(
+            lib.dnnl_post_ops_append_eltwise(ops, 1, op.eltwise, op.alpha ?? 0, op.beta ?? 0),
+            "append_eltwise",
+          );
+        }
+      }
+      check(lib.dnnl_primitive_attr_set_post_ops(attr, ops), "attr_set_post_ops");
+      check(
+        lib.dnnl_primitive_desc_create(outPtr, Deno.UnsafePointer.of(desc), attr, engine, hint),
+        "primitive_desc",
+      );
+      return ptrOut();
+    } finally {
+      // the primitive descriptor keeps its own copy of the attributes
+      lib.dnnl_primitive_attr_destroy(attr);
+      lib.dnnl_post_ops_destroy(ops);
+    }
   };
   const prim = (p: Ptr): Ptr => {
     check(lib.dnnl_primitive_create(outPtr, p), "primitive_create");

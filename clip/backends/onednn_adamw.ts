@@ -1,0 +1,132 @@
+/**
+ * The AdamW update of one parameter on oneDNN (`cpu-dnnl`): four multi-threaded, vectorised
+ * passes instead of a scalar JS loop (which runs at ~8 ns per value: 400 ms per step on RN50's
+ * 38M parameters, 28 ms of the tiny CLIP step's 52 ms). oneDNN has no optimizer primitive; the
+ * update is composed from binary primitives with post-ops, so each pass reads and writes each
+ * array once:
+ *
+ * ```
+ * A  v ← b2·v + (g·g)·c2          binary mul(g, g), post-ops: mul [c2], sum(b2)   (in place)
+ * B  m ← b1·m + g·c1              binary mul(g, [c1]), post-op: sum(b1)           (in place)
+ * C  t ← sqrt(v·(1/bc2²)) + eps   binary mul(v, [1/bc2²]), post-ops: sqrt, add [eps]
+ * D  p' ← decay·(p + (m/t)·(−step/decay))
+ *                                 binary div(m, t), post-ops: mul [−step/decay], add p, mul [decay]
+ * ```
+ *
+ * Step-dependent numbers (`bc2`, `step`, `decay`) enter as one-element tensors, so the cached
+ * primitives serve every step; only β1, β2 (in the `sum` post-ops) are baked in. The result
+ * equals the reference formula up to float32 rounding (a few ulp: oneDNN fuses multiply-adds
+ * and `sqrt(v/bc2²)` replaces `sqrt(v)/bc2`). Large parameters run in chunks of
+ * {@link ADAMW_CHUNK} values, so the primitive cache and the scratch array stay small.
+ *
+ * @module
+ */
+import { BINARY, type Dnnl, ELTWISE, postOpSrc1, type Primitive, TAG } from "./onednn.ts";
+
+/** Values per oneDNN pass (larger parameters are updated chunk by chunk). */
+export const ADAMW_CHUNK = 1 << 20;
+/** Below this many values the JS loop is faster than four FFI calls. */
+export const ADAMW_MIN = 4096;
+
+const SUM = (scale: number) => ({ sum: scale });
+
+/** Hyperparameters of one AdamW update (as `methods/adamw.ts` computes them). */
+export interface AdamWHyper {
+  /** `1 − lr·wd` (1 without weight decay). */
+  decay: number;
+  /** β1, β2. */
+  b1: number;
+  b2: number;
+  /** eps. */
+  eps: number;
+  /** `lr / (1 − β1ᵗ)`. */
+  stepSize: number;
+  /** `sqrt(1 − β2ᵗ)`. */
+  bc2Sqrt: number;
+}
+
+interface AdamWPrims {
+  a: Primitive;
+  b: Primitive;
+  c: Primitive;
+  d: Primitive;
+}
+
+function prims(d: Dnnl, n: number, b1: number, b2: number): AdamWPrims {
+  return {
+    a: d.cached(`adamw_a:${n}:${b2}`, () =>
+      binary(d, n, BINARY.mul, n, [
+        { binary: BINARY.mul, md: d.md([1], TAG.a) },
+        SUM(b2),
+      ])),
+    b: d.cached(`adamw_b:${n}:${b1}`, () => binary(d, n, BINARY.mul, 1, [SUM(b1)])),
+    c: d.cached(`adamw_c:${n}`, () =>
+      binary(d, n, BINARY.mul, 1, [
+        { eltwise: ELTWISE.sqrt },
+        { binary: BINARY.add, md: d.md([1], TAG.a) },
+      ])),
+    d: d.cached(`adamw_d:${n}`, () =>
+      binary(d, n, BINARY.div, n, [
+        { binary: BINARY.mul, md: d.md([1], TAG.a) },
+        { binary: BINARY.add, md: d.md([n], TAG.a) },
+        { binary: BINARY.mul, md: d.md([1], TAG.a) },
+      ])),
+  };
+}
+
+type Op = Parameters<Dnnl["raw"]["pd"]>[2];
+
+/**
+ * A binary primitive over `n` values (`src1` of `n1` ∈ {1, n} values, broadcast when 1) with
+ * post-ops; user arrays: `[src0, src1, dst, ...binary post-op operands]`.
+ */
+function binary(d: Dnnl, n: number, alg: number, n1: number, postOps: NonNullable<Op>): Primitive {
+  const m = d.md([n], TAG.a), m1 = d.md([n1], TAG.a);
+  const desc = d.raw.desc();
+  d.raw.check(d.raw.lib.dnnl_binary_desc_init(desc, alg, m, m1, m), "binary_desc_init");
+  const pd = d.raw.pd(desc, null, postOps);
+  const user = [
+    { arg: 1, md: m, query: 0 },
+    { arg: 2, md: m1, query: 0 },
+    { arg: 17, md: m, query: 0 },
+  ];
+  postOps.forEach((op, i) => {
+    if ("binary" in op) user.push({ arg: postOpSrc1(i), md: op.md, query: 0 });
+  });
+  return d.raw.build(pd, user, [desc]);
+}
+
+/**
+ * One AdamW update on host arrays with oneDNN: `m` and `v` in place, the new parameter into
+ * `out` (`p` is only read). `g`, `m`, `v`, `out` have `p.length` values. Returns false (nothing
+ * written) when the JS loop should do it instead: small arrays, or `decay` of 0.
+ */
+export function dnnlAdamWUpdate(
+  d: Dnnl,
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  out: Float32Array,
+  h: AdamWHyper,
+): boolean {
+  const n = p.length;
+  if (n < ADAMW_MIN || h.decay === 0 || !(h.decay > 0)) return false;
+  const c1 = new Float32Array([1 - h.b1]), c2 = new Float32Array([1 - h.b2]);
+  const inv = new Float32Array([1 / (h.bc2Sqrt * h.bc2Sqrt)]);
+  const eps = new Float32Array([h.eps]);
+  const neg = new Float32Array([-h.stepSize / h.decay]), decay = new Float32Array([h.decay]);
+  const t = new Float32Array(Math.min(n, ADAMW_CHUNK));
+  for (let off = 0; off < n; off += ADAMW_CHUNK) {
+    const k = Math.min(ADAMW_CHUNK, n - off);
+    const sub = (a: Float32Array) => a.subarray(off, off + k);
+    const pk = sub(p), gk = sub(g), mk = sub(m), vk = sub(v), ok = sub(out);
+    const tk = t.subarray(0, k);
+    const pr = prims(d, k, h.b1, h.b2);
+    pr.a.run([gk, gk, vk, c2]);
+    pr.b.run([gk, c1, mk]);
+    pr.c.run([vk, inv, tk, eps]);
+    pr.d.run([mk, tk, ok, neg, pk, decay]);
+  }
+  return true;
+}
