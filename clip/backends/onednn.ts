@@ -180,6 +180,29 @@ export interface Primitive {
   run(arrays: readonly Float32Array[]): void;
   /** Byte sizes oneDNN wants for the user slots (to check caller arrays). */
   readonly slotBytes: readonly number[];
+  /**
+   * Memory objects {@link DnnlRaw.build} allocated for this primitive and owns, by argument id
+   * (scratchpad, workspace, {@link BuildOptions.owned} slots): what another primitive can bind
+   * through {@link BuildOptions.shared}.
+   */
+  readonly owned?: ReadonlyMap<number, Deno.PointerValue>;
+}
+
+/** What {@link DnnlRaw.build} binds besides the user slots. */
+export interface BuildOptions {
+  /**
+   * Arguments bound to memory oneDNN allocates once (as it does for scratchpad and workspace)
+   * and the primitive keeps, instead of a caller array: an output nobody reads, like the
+   * training max pool's `dst` when only its workspace is wanted. `query` names the descriptor.
+   */
+  owned?: { arg: number; query: number }[];
+  /**
+   * Arguments bound to memory objects of another primitive (its {@link Primitive.owned}): the
+   * max-pooling backward reads the workspace (argmax per window) its forward wrote. A shared
+   * workspace replaces the one `build` would otherwise allocate. The other primitive must run
+   * first on each call: a shared memory holds the last run's contents only.
+   */
+  shared?: { arg: number; mem: Deno.PointerValue }[];
 }
 
 /** A loaded oneDNN library. */
@@ -212,12 +235,13 @@ export interface DnnlRaw {
    * A primitive from `pd` with user slots `user` (`[arg, md-the-user-array-has, query]`): where
    * the pd wants another layout for a slot (weights in format `any`), a reorder is added before
    * (inputs) or after (outputs, `out: true`) the primitive. Scratchpad and workspace are allocated
-   * by oneDNN once.
+   * by oneDNN once (unless `opts.shared` binds them to another primitive's).
    */
   build(
     pd: Ptr,
     user: { arg: number; md: MemoryDesc; query: number; out?: boolean }[],
     keep: unknown[],
+    opts?: BuildOptions,
   ): Primitive;
   /** A reorder primitive descriptor from `src` to `dst` layout. */
   reorderPd(src: MemoryDesc, dst: MemoryDesc): Ptr;
@@ -417,7 +441,7 @@ function create(lib: Lib, path: string, version: string): Dnnl {
   };
   const sizeOf = (m: Ptr) => Number(lib.dnnl_memory_desc_get_size(m));
 
-  const build: DnnlRaw["build"] = (p, user, keep) => {
+  const build: DnnlRaw["build"] = (p, user, keep, opts = {}) => {
     keep.push(p);
     const main = prim(p);
     const userMems: Slot[] = [];
@@ -452,14 +476,35 @@ function create(lib: Lib, path: string, version: string): Dnnl {
       );
       (u.out ? after : before).push({ p: r, a });
     }
+    const bound = new Set(user.map((u) => u.arg));
+    for (const s of opts.shared ?? []) {
+      mainArgs.push([s.arg, s.mem]);
+      bound.add(s.arg);
+    }
+    const owned = new Map<number, Ptr>();
+    const own = (arg: number, m: Ptr) => {
+      const mem = memCreate(m, ALLOCATE);
+      mainArgs.push([arg, mem]);
+      owned.set(arg, mem);
+      bound.add(arg);
+    };
+    for (const o of opts.owned ?? []) {
+      const m = query(p, o.query);
+      if (m === null || sizeOf(m) === 0) {
+        throw new Error(`oneDNN primitive has no memory for ${o.arg}`);
+      }
+      own(o.arg, m);
+    }
     for (const [arg, q] of [[ARG.scratchpad, QUERY.scratchpad], [ARG.workspace, QUERY.workspace]]) {
+      if (bound.has(arg)) continue;
       const m = query(p, q);
-      if (m !== null && sizeOf(m) > 0) mainArgs.push([arg, memCreate(m, ALLOCATE)]);
+      if (m !== null && sizeOf(m) > 0) own(arg, m);
     }
     const mainBuf = argsBuf(mainArgs);
     keep.push(mainBuf, before, after);
     return {
       slotBytes,
+      owned,
       run(arrays) {
         if (arrays.length !== userMems.length) {
           throw new Error(`oneDNN primitive takes ${userMems.length} arrays, got ${arrays.length}`);
@@ -514,7 +559,7 @@ function create(lib: Lib, path: string, version: string): Dnnl {
     pd,
     reorderPd,
     query,
-    build: (p, user, keep) => build(p, user, keep),
+    build: (p, user, keep, opts) => build(p, user, keep, opts),
     dims,
     desc: () => new Uint8Array(DESC_BYTES),
     check,
@@ -534,8 +579,8 @@ function create(lib: Lib, path: string, version: string): Dnnl {
     },
     raw: {
       ...raw,
-      build: (p, user, keep) => {
-        const r = build(p, user, keep);
+      build: (p, user, keep, opts) => {
+        const r = build(p, user, keep, opts);
         keepAlive.push(keep);
         return r;
       },

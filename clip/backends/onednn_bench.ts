@@ -3,8 +3,10 @@
  * forward + backward through `tf.grad`), at ResNet/ViT shapes. Short: a few seconds per backend.
  *
  * ```
- * deno run -A clip/backends/onednn_bench.ts [--threads N] [--reps 7]
+ * deno run -A clip/backends/onednn_bench.ts [--threads N] [--reps 7] [--only maxPool]
  * ```
+ *
+ * `--only` keeps the cases whose name contains that text.
  *
  * @module
  */
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     threads: { type: "string" },
     reps: { type: "string", default: "7" },
     backends: { type: "string", default: "cpu-blas,cpu-dnnl" },
+    only: { type: "string", default: "" },
   },
 });
 const reps = Number(values.reps);
@@ -57,6 +60,11 @@ const CASES: Case[] = [
     [[8, 56, 56, 256]],
     (x) => tf.avgPool(x as tf.Tensor4D, 2, 2, "valid"),
   ],
+  [
+    "maxPool3/2 [8,112,112,64]",
+    [[8, 112, 112, 64]],
+    (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 1),
+  ],
   ["layerNorm [400,768]", [[400, 768], [768], [768]], (x, g, b) => layerNorm(x, g, b)],
   ["quickGelu [400,3072]", [[400, 3072]], (x) => quickGelu(x)],
   ["softmax [96,50,50]", [[96, 50, 50]], (x) => tf.softmax(x)],
@@ -72,7 +80,7 @@ for (const be of backends) {
     console.error(`${be} does not load here (got ${active}); skipped`);
     continue;
   }
-  for (const [name, shapes, f] of CASES) {
+  for (const [name, shapes, f] of CASES.filter(([n]) => n.includes(values.only!))) {
     const xs = shapes.map((s, i) => tf.randomNormal(s, 0, 1, "float32", i + 1));
     const fwd = median(() => tf.tidy(() => f(...xs)).dispose());
     const grad = tf.grads((...a: tf.Tensor[]) => tf.sum(f(...a)));

@@ -5,8 +5,10 @@
  *
  * - re-registered: `Conv2D`, `FusedConv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter` (NHWC,
  *   no dilation; weights reordered to oneDNN's blocked layout per call), `AvgPool`, `AvgPoolGrad`,
- *   `Softmax` (last axis), `Transpose` (one reorder), `Relu`, `Exp`, `Sigmoid`, `Tanh`, `Sqrt`
- *   (element-wise ones from {@link ELTWISE_MIN} elements: FFI overhead below);
+ *   `MaxPool`, `MaxPoolGrad` (the gradient reruns the forward for oneDNN's argmax workspace, see
+ *   {@link maxPoolBackward}), `Softmax` (last axis), `Transpose` (one reorder), `Relu`, `Exp`,
+ *   `Sigmoid`, `Tanh`, `Sqrt` (element-wise ones from {@link ELTWISE_MIN} elements: FFI overhead
+ *   below);
  * - fused kernels (see fused.ts): `MtilLayerNorm`/`MtilLayerNormGrad`,
  *   `MtilQuickGelu`/`MtilQuickGeluGrad` (eltwise swish α = 1.702), `MtilSoftmaxGrad` (the
  *   attention softmax's gradient in one pass), `MtilReluGrad` (ReLU's gradient in one pass),
@@ -17,12 +19,16 @@
  * oneDNN is missing and lets tests compare the two. Matrix products stay on OpenBLAS: oneDNN's
  * matmul primitive measured the same within noise at ViT-B/32's shapes (±20%, slower with a
  * transposed left operand, one thread, 2 loaded cores), not worth a second code path.
- * Everything a oneDNN kernel does not cover (other dtypes, NCHW, dilations, padded `AvgPoolGrad`)
- * runs the `cpu-blas` kernel; that is why the hand-written im2col convolutions and pooling
- * gradient stay in blas_kernels.ts (and `cpu-blas` is the backend where oneDNN is missing).
+ * Everything a oneDNN kernel does not cover (other dtypes, NCHW, dilations, padded `AvgPoolGrad`,
+ * pool sizes oneDNN's output arithmetic does not reproduce, max pools with a window holding
+ * nothing above -FLT_MAX) runs the `cpu-blas` kernel; that is why the hand-written im2col
+ * convolutions and pooling gradient stay in blas_kernels.ts (and `cpu-blas` is the backend where
+ * oneDNN is missing).
  *
  * Known limit: primitives are cached per shape for the life of the process (a few KiB each, plus
- * oneDNN's blocked copy of a convolution's weights); workloads with ever-changing shapes grow it.
+ * oneDNN's blocked copy of a convolution's weights, and a max-pool gradient's forward output and
+ * workspace: 1.25× the pooled output's bytes, 2× for windows of 256 elements or more, whose
+ * argmax needs int32); workloads with ever-changing shapes grow it.
  *
  * @module
  */
@@ -487,7 +493,7 @@ interface PoolGeom {
   pr: number;
 }
 
-function poolPd(d: Dnnl, g: PoolGeom, alg: number) {
+function poolPd(d: Dnnl, g: PoolGeom, alg: number, prop: number = PROP.training) {
   const x = d.md([g.n, g.c, g.h, g.w], TAG.nhwc);
   const y = d.md([g.n, g.c, g.oh, g.ow], TAG.nhwc);
   const st = d.raw.dims([g.sh, g.sw]), k = d.raw.dims([g.kh, g.kw]);
@@ -495,7 +501,7 @@ function poolPd(d: Dnnl, g: PoolGeom, alg: number) {
   const pl = d.raw.dims([g.pt, g.pl]), pr = d.raw.dims([g.pb, g.pr]);
   const desc = d.raw.desc();
   d.raw.check(
-    d.raw.lib.dnnl_pooling_v2_forward_desc_init(desc, PROP.training, alg, x, y, st, k, dil, pl, pr),
+    d.raw.lib.dnnl_pooling_v2_forward_desc_init(desc, prop, alg, x, y, st, k, dil, pl, pr),
     "pooling_v2_forward_desc_init",
   );
   return { pd: d.raw.pd(desc), x, y, st, k, dil, pl, pr, desc };
@@ -540,6 +546,89 @@ export function avgPoolBackward(d: Dnnl, g: PoolGeom): Primitive {
       { arg: ARG.diffDst, md: f.y, query: QUERY.diffDst },
       { arg: ARG.diffSrc, md: f.x, query: QUERY.diffSrc },
     ], [f.desc, f.pd, desc]);
+  });
+}
+
+/**
+ * Max pooling: arrays `[x, y]`. Forward inference: training would also write oneDNN's workspace
+ * (the argmax of each window), which tfjs never hands to `MaxPoolGrad` (see
+ * {@link maxPoolBackward}).
+ */
+export function maxPoolForward(d: Dnnl, g: PoolGeom): Primitive {
+  return d.cached(`maxpool_fwd:${poolKey(g)}`, () => {
+    const f = poolPd(d, g, POOL.max, PROP.inference);
+    return d.raw.build(f.pd, [
+      { arg: ARG.src, md: f.x, query: QUERY.src },
+      { arg: ARG.dst, md: f.y, query: QUERY.dst },
+    ], [f.desc]);
+  });
+}
+
+/**
+ * Max-pooling gradient from the input: arrays `[x, dy, dx]`.
+ *
+ * oneDNN's backward routes each `dy` to the argmax its training forward recorded in a workspace;
+ * tfjs's `MaxPoolGrad` gets `{dy, input, output}` but no workspace. So this runs a training
+ * forward on `x` first, into a `dst` and a workspace oneDNN allocated once for this shape (owned
+ * by the forward primitive: nobody reads that `dst`), then the backward bound to that same
+ * workspace memory (the `shared` option of `build`). Both run back to back inside one `run` on the
+ * JS thread, so no other call can overwrite the shared workspace in between. Cost: one extra
+ * forward pass (cheap next to tfjs's JS loops) and, per cached shape, the `dst` and workspace
+ * buffers for the life of the process.
+ *
+ * Ties: tfjs's `maxPoolPositions` keeps a window's first maximum in (row, column) scan order
+ * (strict `>`), and so does oneDNN 2.6's `jit:avx512_core` pooling (measured on integer inputs
+ * in onednn_test.ts, which would catch another ISA's kernel that differs): the whole gradient of
+ * a window goes to the same element.
+ */
+export function maxPoolBackward(d: Dnnl, g: PoolGeom): Primitive {
+  return d.cached(`maxpool_bwd:${poolKey(g)}`, () => {
+    const f = poolPd(d, g, POOL.max, PROP.training);
+    const fwd = d.raw.build(f.pd, [{ arg: ARG.src, md: f.x, query: QUERY.src }], [f.desc], {
+      owned: [{ arg: ARG.dst, query: QUERY.dst }],
+    });
+    const ws = fwd.owned?.get(ARG.workspace);
+    if (!ws) throw new Error("oneDNN's training max pooling asked for no workspace");
+    const desc = d.raw.desc();
+    d.raw.check(
+      d.raw.lib.dnnl_pooling_v2_backward_desc_init(
+        desc,
+        POOL.max,
+        f.x,
+        f.y,
+        f.st,
+        f.k,
+        f.dil,
+        f.pl,
+        f.pr,
+      ),
+      "pooling_v2_backward_desc_init",
+    );
+    const pd = d.raw.pd(desc, f.pd);
+    // the backward must read the workspace in the layout the forward wrote it
+    const wsFwd = d.raw.query(f.pd, QUERY.workspace), wsBwd = d.raw.query(pd, QUERY.workspace);
+    if (wsBwd === null || !d.raw.lib.dnnl_memory_desc_equal(wsFwd, wsBwd)) {
+      throw new Error("oneDNN max pooling: backward and forward workspaces differ");
+    }
+    const bwd = d.raw.build(
+      pd,
+      [
+        { arg: ARG.diffDst, md: f.y, query: QUERY.diffDst },
+        { arg: ARG.diffSrc, md: f.x, query: QUERY.diffSrc },
+      ],
+      [f.desc, f.pd, desc],
+      { shared: [{ arg: ARG.workspace, mem: ws }] },
+    );
+    return {
+      slotBytes: [...fwd.slotBytes, ...bwd.slotBytes],
+      run(arrays) {
+        if (arrays.length !== 3) {
+          throw new Error(`oneDNN max-pooling gradient takes 3 arrays, got ${arrays.length}`);
+        }
+        fwd.run([arrays[0]]);
+        bwd.run([arrays[1], arrays[2]]);
+      },
+    };
   });
 }
 
@@ -718,6 +807,60 @@ function avgPoolGradKernel(d: Dnnl): KernelFn {
     }
     const dx = new Float32Array(sizeOf(input.shape));
     avgPoolBackward(d, g).run([f32(args.backend, dy), dx]);
+    return out(args.backend, [...input.shape], dx);
+  };
+}
+
+/** The lowest finite float32: oneDNN's max pooling starts each window there. */
+const FLT_LOWEST = -3.4028234663852886e38;
+
+/**
+ * Whether a max pool's output holds a window without anything above -FLT_MAX (only -Infinity or
+ * NaN, or -FLT_MAX itself). Such windows are where oneDNN and tfjs differ: both skip NaN and keep
+ * the first strictly greater value, but oneDNN starts at -FLT_MAX with the window's first
+ * position (it outputs -FLT_MAX and routes the gradient there) where tfjs starts at -Infinity
+ * with no position (output -Infinity, no gradient). Only a diverged model meets them, so the
+ * kernels below rerun tfjs's kernel then rather than patch oneDNN's result. One compare per
+ * output (1/stride² of the input; ~0.6 ns each): about 1 ms at [8,56,56,64].
+ */
+function hasUnboundedWindow(y: Float32Array): boolean {
+  for (let i = 0; i < y.length; i++) if (!(y[i] > FLT_LOWEST)) return true;
+  return false;
+}
+
+/** `MaxPool` on oneDNN (tfjs's kernel where {@link hasUnboundedWindow}). */
+function maxPoolKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const g = allFloat(x) ? poolGeom(x.shape, args.attrs ?? {}) : null;
+    // a 1×1 window at stride 1: tfjs's kernel returns the input itself (no copy)
+    if (!g || (g.kh === 1 && g.kw === 1 && g.oh === g.h && g.ow === g.w)) {
+      return blasKernel("MaxPool", args);
+    }
+    const y = new Float32Array(g.n * g.oh * g.ow * g.c);
+    maxPoolForward(d, g).run([f32(args.backend, x), y]);
+    if (hasUnboundedWindow(y)) return blasKernel("MaxPool", args);
+    return out(args.backend, [g.n, g.oh, g.ow, g.c], y);
+  };
+}
+
+/**
+ * `MaxPoolGrad` {dy, input, output} on oneDNN. `output` (the forward's) is only scanned for
+ * {@link hasUnboundedWindow}, where tfjs's kernel runs; oneDNN recomputes the argmax from
+ * `input` (see {@link maxPoolBackward}).
+ */
+function maxPoolGradKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { dy, input, output } = args.inputs as Record<string, TensorInfo>;
+    const g = allFloat(dy, input, output) ? poolGeom(input.shape, args.attrs ?? {}) : null;
+    if (
+      !g || !output || dy.shape.join() !== [g.n, g.oh, g.ow, g.c].join() ||
+      hasUnboundedWindow(f32(args.backend, output))
+    ) {
+      return blasKernel("MaxPoolGrad", args);
+    }
+    const dx = new Float32Array(sizeOf(input.shape));
+    maxPoolBackward(d, g).run([f32(args.backend, input), f32(args.backend, dy), dx]);
     return out(args.backend, [...input.shape], dx);
   };
 }
@@ -985,6 +1128,8 @@ export const DNNL_KERNEL_NAMES: readonly string[] = [
   "Conv2DBackpropFilter",
   "AvgPool",
   "AvgPoolGrad",
+  "MaxPool",
+  "MaxPoolGrad",
   "Softmax",
   "Transpose",
   ...Object.keys(UNARY_ALGS),
@@ -1007,6 +1152,8 @@ function kernels(d: Dnnl): Record<string, KernelFn> {
     Conv2DBackpropFilter: conv2dBackpropFilterKernel(d),
     AvgPool: avgPoolKernel(d),
     AvgPoolGrad: avgPoolGradKernel(d),
+    MaxPool: maxPoolKernel(d),
+    MaxPoolGrad: maxPoolGradKernel(d),
     Softmax: softmaxKernel(d),
     Transpose: transposeKernel(d),
     ...Object.fromEntries(Object.keys(UNARY_ALGS).map((k) => [k, unaryKernel(d, k)])),

@@ -129,6 +129,140 @@ Deno.test({
   },
 });
 
+/** A max-pool case: [x shape, filter, strides, pad, dimRoundingMode?]. */
+type MaxPoolCase = [
+  number[],
+  number | [number, number],
+  number | [number, number],
+  "same" | "valid" | number,
+  ("floor" | "round" | "ceil")?,
+];
+const MAX_POOLS: MaxPoolCase[] = [
+  [[2, 9, 9, 5], 3, 2, "same"], // ResNet-stem style 3×3/2
+  [[2, 8, 8, 17], 2, 2, "valid"],
+  [[1, 7, 6, 3], 3, 2, 1], // explicit padding, odd sizes
+  [[3, 7, 9, 20], 3, 1, "same"], // overlapping windows, channels not a multiple of 16
+  [[2, 13, 13, 33], 3, 2, "valid"],
+  [[1, 6, 7, 2], [2, 3], [1, 2], "same"], // rectangular window, unequal strides
+  [[2, 5, 5, 4], 1, 1, "valid"], // 1×1/1: forward is tfjs's identity, gradient oneDNN's
+  [[1, 5, 5, 3], 1, 2, "valid"], // 1×1 strided
+  [[1, 1, 1, 1], 1, 1, "valid"], // smallest
+  [[1, 20, 19, 3], 17, 1, "valid"], // 289-element windows: oneDNN's argmax workspace is int32
+  [[1, 6, 6, 2], 3, 2, 1, "ceil"], // an output size oneDNN does not compute: tfjs's kernel
+];
+
+/**
+ * Output and input gradient of a max pool on `x` (a fresh random tensor; rounded to integers,
+ * so that most windows hold ties, when `ties`).
+ */
+function maxPoolAndGrad([shape, k, s, pad, rounding]: MaxPoolCase, ties: boolean): tf.Tensor[] {
+  const x = ties ? tf.tidy(() => tf.round(rnd(shape))) : rnd(shape);
+  const f = (a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, k, s, pad, rounding);
+  const y = f(x);
+  const probe = rnd(y.shape);
+  const dx = tf.grad((a) => tf.sum(tf.mul(f(a), probe)))(x);
+  tf.dispose([x, probe]);
+  return [y, dx];
+}
+
+Deno.test({
+  name: "cpu-dnnl maxPool and its gradient equal tfjs cpu (same, valid, explicit, 1×1, batches)",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    for (const c of MAX_POOLS) {
+      // twice per shape: the second call reuses the cached primitives (and shared workspace)
+      await same(
+        `maxPool ${JSON.stringify(c)}`,
+        () => [...maxPoolAndGrad(c, false), ...maxPoolAndGrad(c, false)],
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu-dnnl maxPool ties: the gradient goes to the window's first maximum, as on tfjs cpu",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    // Integer inputs: most windows hold their maximum more than once. tfjs's cpu kernel keeps
+    // the first maximum in (row, column) scan order (strict `>`); so does oneDNN's. Exact
+    // equality but for the order of sums where overlapping windows share an argmax.
+    for (const c of MAX_POOLS) {
+      await same(`maxPool ties ${JSON.stringify(c)}`, () => maxPoolAndGrad(c, true), 1e-6);
+    }
+    // one window, all equal: the whole gradient lands on its top-left element
+    await tf.setBackend(CPU_DNNL);
+    const x = tf.ones([1, 3, 3, 1]);
+    const dx = tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, 3, 1, "valid"), 5)))(x);
+    assertEquals(Array.from(dx.dataSync()), [5, 0, 0, 0, 0, 0, 0, 0, 0]);
+    tf.dispose([x, dx]);
+  },
+});
+
+Deno.test({
+  name: "cpu-dnnl maxPool with NaN and -Infinity equals tfjs cpu (windows with none finite too)",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    const I = Infinity, N = NaN, F = -3.4028234663852886e38;
+    // 2×2/2 windows. Bounded ones (some value above -FLT_MAX) run on oneDNN, which skips NaN as
+    // tfjs does: finite with NaN; finite with -Infinity; NaN and -Infinity around a maximum.
+    const bounded = [
+      [1, N, -I, 2, 5, N],
+      [3, 2, 0, -I, -I, 4],
+    ];
+    // The others make the kernels rerun tfjs's (oneDNN would give -FLT_MAX, not -Infinity, and
+    // route the gradient to the window's first element): only -Infinity; only NaN; -FLT_MAX,
+    // oneDNN's starting value, as the true maximum; NaN and -Infinity only.
+    const unbounded = [
+      [-I, -I, N, N, F, -I],
+      [-I, -I, N, N, N, F],
+      [N, -I, 7, 1, 1, 1],
+      [-I, N, 1, 1, 1, 1],
+    ];
+    for (
+      const [rows, c] of [[bounded, 1], [bounded, 18], [unbounded, 1], [unbounded, 18]] as const
+    ) {
+      const h = rows.length, w = rows[0].length;
+      const values = rows.flat().flatMap((v) => Array(c).fill(v));
+      const run = () => {
+        const x = tf.tensor4d(values, [1, h, w, c]);
+        const f = (a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, 2, 2, "valid");
+        const y = f(x);
+        const probe = tf.tensor4d(
+          Array.from({ length: (h * w / 4) * c }, (_, i) => i + 1),
+          [1, h / 2, w / 2, c],
+        );
+        const dx = tf.grad((a) => tf.sum(tf.mul(f(a), probe)))(x);
+        const r = [Array.from(y.dataSync()), Array.from(dx.dataSync())];
+        tf.dispose([x, probe, y, dx]);
+        return r;
+      };
+      await tf.setBackend("cpu");
+      const cpu = run();
+      await tf.setBackend(CPU_DNNL);
+      const dnnl = run();
+      // NaN equals NaN here (deepStrictEqual compares with SameValue)
+      assertEquals(dnnl, cpu, `${rows === bounded ? "bounded" : "unbounded"}, channels ${c}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu-dnnl maxPool keeps tensor counts flat",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    await tf.setBackend(CPU_DNNL);
+    const x = rnd([2, 9, 9, 5]);
+    const step = () =>
+      tf.tidy(() => tf.grad((a) => tf.sum(tf.maxPool(a as tf.Tensor4D, 3, 2, "same")))(x))
+        .dispose();
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) step();
+    assertEquals(tf.memory().numTensors, before);
+    x.dispose();
+  },
+});
+
 Deno.test({
   name: "cpu-dnnl softmax, its gradient, and the unary ops equal tfjs cpu (small and large)",
   ignore: !HAS_DNNL,
