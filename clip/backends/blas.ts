@@ -155,6 +155,18 @@ export function loadBlas(): Blas | null {
     loadError = "no --allow-ffi permission";
     return null;
   }
+  try {
+    // OpenBLAS's idle workers spin on sched_yield for 2^28 cycles (~0.1 s) after every call
+    // before sleeping; between the sporadic matrix products of a ResNet step that spinning took
+    // ~10% of the CPU from oneDNN's threads on the same cores (perf, RN50 step, 2 threads). 2^4
+    // cycles: sleep at once (a wake-up costs microseconds against milliseconds per product).
+    // Read once when OpenBLAS loads, so it is set before dlopen; a user's value wins.
+    if (envVar("OPENBLAS_THREAD_TIMEOUT") === undefined) {
+      Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
+    }
+  } catch {
+    // no --allow-env: OpenBLAS keeps its default
+  }
   const override = envVar("MTIL_BLAS_LIB");
   const candidates = override ? [override] : BLAS_CANDIDATES;
   const errors: string[] = [];
