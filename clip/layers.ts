@@ -20,7 +20,12 @@
  */
 import { tf } from "./backends/tf.ts";
 import type { AttentionHook, DenseHook } from "./types.ts";
-import { fusedBatchNormTrain, fusedLayerNorm, fusedQuickGelu } from "./backends/fused.ts";
+import {
+  fusedBatchNormTrain,
+  fusedConv2dOihw,
+  fusedLayerNorm,
+  fusedQuickGelu,
+} from "./backends/fused.ts";
 
 /** LayerNorm / BatchNorm epsilon of the reference (PyTorch default). */
 export const NORM_EPS = 1e-5;
@@ -293,8 +298,9 @@ export interface Conv2dOptions {
 
 /**
  * 2-D convolution of NHWC `x` with a PyTorch OIHW `weight`, symmetric zero padding `pad` as
- * PyTorch's `padding=pad`, optional bias and ReLU (fused kernels). 1×1 stride-1 convolutions run
- * as a matrix product (except on `cpu-dnnl`).
+ * PyTorch's `padding=pad`, optional bias and ReLU (fused kernels). On `cpu-dnnl` one oneDNN
+ * kernel reads the OIHW weight as stored ({@link fusedConv2dOihw}); elsewhere the weight is
+ * transposed to HWIO and 1×1 stride-1 convolutions run as a matrix product.
  */
 export function conv2d(
   x: tf.Tensor4D,
@@ -305,6 +311,8 @@ export function conv2d(
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const [o, i, kh, kw] = weight.shape;
+    const fused = fusedConv2dOihw(x, weight, stride, pad, options.bias, options.relu);
+    if (fused) return fused;
     const activation = options.relu ? "relu" : "linear";
     // (on cpu-dnnl oneDNN's 1×1 convolution beats the matrix product, its gradients most)
     if (kh === 1 && kw === 1 && stride === 1 && pad === 0 && tf.getBackend() !== "cpu-dnnl") {

@@ -1,6 +1,7 @@
 /**
  * Fused model ops: one kernel forward and one backward where the active backend registers them
- * (`cpu-dnnl`: `MtilLayerNorm`, `MtilQuickGelu`, `MtilBatchNormTrain`, `MtilSoftmaxGrad`), else
+ * (`cpu-dnnl`: `MtilLayerNorm`, `MtilQuickGelu`, `MtilBatchNormTrain`, `MtilSoftmaxGrad`,
+ * `MtilConv2dOihw`), else
  * `null` so the caller runs its composite tfjs ops (every other backend, unchanged numerics).
  *
  * @module
@@ -69,6 +70,31 @@ export function fusedBatchNormTrain(
   return { y: y as tf.Tensor4D, mean, variance };
 }
 
+/**
+ * Convolution of NHWC `x` with a PyTorch OIHW `weight` (stride, symmetric zero `pad`, optional
+ * bias and ReLU) as one kernel reading the weight as stored, with one kernel per gradient, or
+ * null when the active backend has none (the caller transposes to HWIO for tfjs's conv2d).
+ */
+export function fusedConv2dOihw(
+  x: tf.Tensor4D,
+  weight: tf.Tensor,
+  stride: number,
+  pad: number,
+  bias?: tf.Tensor,
+  relu = false,
+): tf.Tensor4D | null {
+  if (
+    !has("MtilConv2dOihw") || x.dtype !== "float32" || weight.dtype !== "float32" ||
+    weight.rank !== 4 || weight.shape[1] !== x.shape[3] || (bias && bias.dtype !== "float32")
+  ) return null;
+  const [, h, w] = x.shape, [, , kh, kw] = weight.shape;
+  if (h + 2 * pad < kh || w + 2 * pad < kw || x.size === 0 || weight.size === 0) return null;
+  registerFusedGradients();
+  const inputs: Record<string, tf.Tensor> = { x, filter: weight };
+  if (bias) inputs.bias = bias;
+  return run("MtilConv2dOihw", inputs, { stride, pad, relu }) as tf.Tensor4D;
+}
+
 let fusedGradsDone = false;
 
 /** Gradients of the fused kernels (each one backward kernel; the statistics get none). */
@@ -88,6 +114,31 @@ function registerFusedGradients(): void {
         eps,
       }) as tf.Tensor[];
       return { x: () => r[0], gamma: () => r[1], beta: () => r[2] };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "MtilConv2dOihw",
+    inputsToSave: ["x", "filter"],
+    outputsToSave: [true], // the ReLU mask (y > 0 exactly where the pre-ReLU value is)
+    gradFunc: (dy, saved, attrs) => {
+      const [x, filter, y] = saved;
+      const a = attrs as unknown as { stride: number; pad: number; relu: boolean };
+      const d0 = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor;
+      const g = a.relu ? run("MtilReluGrad", { dy: d0, x: y }) as tf.Tensor : d0;
+      const geo = { stride: a.stride, pad: a.pad };
+      return {
+        x: () =>
+          run("MtilConv2dOihwBackpropInput", { dy: g, filter }, {
+            ...geo,
+            inputShape: x.shape,
+          }) as tf.Tensor,
+        filter: () =>
+          run("MtilConv2dOihwBackpropFilter", { x, dy: g }, {
+            ...geo,
+            filterShape: filter.shape,
+          }) as tf.Tensor,
+        bias: () => tf.sum(g, [0, 1, 2]),
+      };
     },
   });
   tf.registerGradient({

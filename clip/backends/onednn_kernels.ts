@@ -101,15 +101,19 @@ export interface ConvGeom {
   pr: number;
   oh: number;
   ow: number;
+  /** Weights in PyTorch's OIHW layout instead of tfjs's HWIO (the `MtilConv2dOihw` kernels). */
+  oihw?: boolean;
 }
 
 function geomKey(g: ConvGeom): string {
-  return `${g.n},${g.h},${g.w},${g.ic},${g.oc},${g.kh},${g.kw},${g.sh},${g.sw},${g.pt},${g.pl},${g.pb},${g.pr}`;
+  return `${g.n},${g.h},${g.w},${g.ic},${g.oc},${g.kh},${g.kw},${g.sh},${g.sw},${g.pt},${g.pl},${g.pb},${g.pr},${
+    g.oihw ? "oihw" : "hwio"
+  }`;
 }
 
 function convDescs(d: Dnnl, g: ConvGeom) {
   const x = d.md([g.n, g.ic, g.h, g.w], TAG.nhwc);
-  const w = d.md([g.oc, g.ic, g.kh, g.kw], TAG.hwio);
+  const w = d.md([g.oc, g.ic, g.kh, g.kw], g.oihw ? TAG.abcd : TAG.hwio);
   const wAny = d.md([g.oc, g.ic, g.kh, g.kw], TAG.any);
   const y = d.md([g.n, g.oc, g.oh, g.ow], TAG.nhwc);
   const b = d.md([g.oc], TAG.a);
@@ -119,7 +123,7 @@ function convDescs(d: Dnnl, g: ConvGeom) {
   return { x, w, wAny, y, b, st, pl, pr };
 }
 
-function convForwardPd(d: Dnnl, g: ConvGeom, withBias: boolean) {
+function convForwardPd(d: Dnnl, g: ConvGeom, withBias: boolean, relu = false) {
   const m = convDescs(d, g);
   const desc = d.raw.desc();
   d.raw.check(
@@ -137,13 +141,14 @@ function convForwardPd(d: Dnnl, g: ConvGeom, withBias: boolean) {
     ),
     "convolution_forward_desc_init",
   );
-  return { pd: d.raw.pd(desc), m, keep: [desc, m] as unknown[] };
+  const pd = d.raw.pd(desc, null, relu ? [{ eltwise: ELTWISE.relu }] : []);
+  return { pd, m, keep: [desc, m] as unknown[] };
 }
 
-/** Forward convolution: arrays `[x, w, y]` or `[x, w, bias, y]`. */
-export function convForward(d: Dnnl, g: ConvGeom, withBias: boolean): Primitive {
-  return d.cached(`conv_fwd:${geomKey(g)}:${withBias}`, () => {
-    const { pd, m, keep } = convForwardPd(d, g, withBias);
+/** Forward convolution (then ReLU when `relu`): arrays `[x, w, y]` or `[x, w, bias, y]`. */
+export function convForward(d: Dnnl, g: ConvGeom, withBias: boolean, relu = false): Primitive {
+  return d.cached(`conv_fwd:${geomKey(g)}:${withBias}:${relu}`, () => {
+    const { pd, m, keep } = convForwardPd(d, g, withBias, relu);
     const slots = [
       { arg: ARG.src, md: m.x, query: QUERY.src },
       { arg: ARG.weights, md: m.w, query: QUERY.weights },
@@ -708,10 +713,9 @@ function fusedConv2dKernel(d: Dnnl): KernelFn {
       : null;
     if (!g) return blasKernel("FusedConv2D", args);
     const y = new Float32Array(g.n * g.oh * g.ow * g.oc);
-    const xv = f32(args.backend, x!), wv = f32(args.backend, filter!);
-    if (bias) convForward(d, g, true).run([xv, wv, f32(args.backend, bias), y]);
-    else convForward(d, g, false).run([xv, wv, y]);
-    if (act === "relu") { for (let i = 0; i < y.length; i++) if (y[i] < 0) y[i] = 0; }
+    const xv = f32(args.backend, x!), wv = f32(args.backend, filter!), relu = act === "relu";
+    if (bias) convForward(d, g, true, relu).run([xv, wv, f32(args.backend, bias), y]);
+    else convForward(d, g, false, relu).run([xv, wv, y]);
     return out(args.backend, [g.n, g.oh, g.ow, g.oc], y);
   };
 }
@@ -744,6 +748,86 @@ function conv2dBackpropFilterKernel(d: Dnnl): KernelFn {
     if (!g || dy.shape.join() !== [g.n, g.oh, g.ow, g.oc].join()) {
       return blasKernel("Conv2DBackpropFilter", args);
     }
+    const dw = new Float32Array(sizeOf(filterShape));
+    convBackwardWeights(d, g).run([f32(args.backend, x), f32(args.backend, dy), dw]);
+    return out(args.backend, [...filterShape], dw);
+  };
+}
+
+/**
+ * Geometry of a convolution of NHWC `x` with OIHW weights, stride `stride`, symmetric zero
+ * padding `pad` (PyTorch's `Conv2d`), or null when it has no output.
+ */
+function oihwGeom(x: number[], w: number[], stride: number, pad: number): ConvGeom | null {
+  const [n, h, wd, ic] = x, [oc, wic, kh, kw] = w;
+  if (x.length !== 4 || w.length !== 4 || wic !== ic) return null;
+  const oh = Math.floor((h + 2 * pad - kh) / stride) + 1;
+  const ow = Math.floor((wd + 2 * pad - kw) / stride) + 1;
+  if (!(oh > 0 && ow > 0) || sizeOf([n, h, wd, ic, oc]) === 0) return null;
+  return {
+    n,
+    h,
+    w: wd,
+    ic,
+    oc,
+    kh,
+    kw,
+    sh: stride,
+    sw: stride,
+    pt: pad,
+    pl: pad,
+    pb: pad,
+    pr: pad,
+    oh,
+    ow,
+    oihw: true,
+  };
+}
+
+function oihwAttrs(attrs: Attrs | undefined): { stride: number; pad: number } {
+  return { stride: attrs!.stride as number, pad: attrs!.pad as number };
+}
+
+/**
+ * `MtilConv2dOihw` {x (NHWC), filter (OIHW), bias?} attrs {stride, pad, relu} → y: the model's
+ * convolution with the PyTorch weight as stored, so no per-step HWIO transpose (and its gradient
+ * transposed back) is needed; oneDNN reorders OIHW to its blocked layout itself.
+ */
+function conv2dOihwKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { x, filter, bias } = args.inputs as Record<string, TensorInfo>;
+    const { stride, pad } = oihwAttrs(args.attrs);
+    const g = oihwGeom(x.shape, filter.shape, stride, pad);
+    if (!g || !allFloat(x, filter, bias)) throw new Error("MtilConv2dOihw: unsupported input");
+    const y = new Float32Array(g.n * g.oh * g.ow * g.oc);
+    const relu = args.attrs!.relu === true;
+    const xv = f32(args.backend, x), wv = f32(args.backend, filter);
+    if (bias) convForward(d, g, true, relu).run([xv, wv, f32(args.backend, bias), y]);
+    else convForward(d, g, false, relu).run([xv, wv, y]);
+    return out(args.backend, [g.n, g.oh, g.ow, g.oc], y);
+  };
+}
+
+/** `MtilConv2dOihwBackpropInput` {dy, filter} attrs {inputShape, stride, pad} → dx. */
+function conv2dOihwBackpropInputKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { dy, filter } = args.inputs as Record<string, TensorInfo>;
+    const { stride, pad } = oihwAttrs(args.attrs);
+    const inputShape = args.attrs!.inputShape as number[];
+    const g = oihwGeom(inputShape, filter.shape, stride, pad)!;
+    const dx = new Float32Array(sizeOf(inputShape));
+    convBackwardData(d, g).run([f32(args.backend, dy), f32(args.backend, filter), dx]);
+    return out(args.backend, [...inputShape], dx);
+  };
+}
+
+/** `MtilConv2dOihwBackpropFilter` {x, dy} attrs {filterShape, stride, pad} → dw (OIHW). */
+function conv2dOihwBackpropFilterKernel(d: Dnnl): KernelFn {
+  return (args) => {
+    const { x, dy } = args.inputs as Record<string, TensorInfo>;
+    const { stride, pad } = oihwAttrs(args.attrs);
+    const filterShape = args.attrs!.filterShape as number[];
+    const g = oihwGeom(x.shape, filterShape, stride, pad)!;
     const dw = new Float32Array(sizeOf(filterShape));
     convBackwardWeights(d, g).run([f32(args.backend, x), f32(args.backend, dy), dw]);
     return out(args.backend, [...filterShape], dw);
@@ -1126,6 +1210,9 @@ export const DNNL_KERNEL_NAMES: readonly string[] = [
   "FusedConv2D",
   "Conv2DBackpropInput",
   "Conv2DBackpropFilter",
+  "MtilConv2dOihw",
+  "MtilConv2dOihwBackpropInput",
+  "MtilConv2dOihwBackpropFilter",
   "AvgPool",
   "AvgPoolGrad",
   "MaxPool",
@@ -1150,6 +1237,9 @@ function kernels(d: Dnnl): Record<string, KernelFn> {
     FusedConv2D: fusedConv2dKernel(d),
     Conv2DBackpropInput: conv2dBackpropInputKernel(d),
     Conv2DBackpropFilter: conv2dBackpropFilterKernel(d),
+    MtilConv2dOihw: conv2dOihwKernel(d),
+    MtilConv2dOihwBackpropInput: conv2dOihwBackpropInputKernel(d),
+    MtilConv2dOihwBackpropFilter: conv2dOihwBackpropFilterKernel(d),
     AvgPool: avgPoolKernel(d),
     AvgPoolGrad: avgPoolGradKernel(d),
     MaxPool: maxPoolKernel(d),

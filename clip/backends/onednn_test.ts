@@ -433,3 +433,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "cpu-dnnl: the OIHW convolution and its gradients equal tfjs's conv2d on HWIO",
+  ignore: !HAS_DNNL,
+  async fn() {
+    const { fusedConv2dOihw } = await import("./fused.ts");
+    // [x shape, weight OIHW, stride, pad, bias, relu]
+    const cases: [number[], number[], number, number, boolean, boolean][] = [
+      [[2, 9, 9, 5], [7, 5, 3, 3], 1, 1, false, false],
+      [[2, 9, 9, 5], [7, 5, 3, 3], 2, 1, true, true],
+      [[3, 8, 8, 16], [32, 16, 1, 1], 1, 0, false, false],
+      [[1, 7, 6, 3], [4, 3, 2, 2], 2, 0, true, false],
+      [[2, 5, 5, 4], [6, 4, 5, 5], 1, 2, false, true],
+      [[1, 4, 4, 2], [3, 2, 4, 4], 4, 0, false, false], // ViT patch embedding
+    ];
+    for (const [xs, ws, stride, pad, withBias, relu] of cases) {
+      const what = `x ${xs} w ${ws} s${stride} p${pad}${withBias ? " bias" : ""}${
+        relu ? " relu" : ""
+      }`;
+      const reference = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+        tf.fused.conv2d({
+          x: x as tf.Tensor4D,
+          filter: tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D,
+          strides: stride,
+          pad: pad === 0 ? "valid" : pad,
+          bias: withBias ? b : undefined,
+          activation: relu ? "relu" : "linear",
+        });
+      const ours = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+        fusedConv2dOihw(x as tf.Tensor4D, w, stride, pad, withBias ? b : undefined, relu)!;
+      await same(what, () => {
+        const x = rnd(xs), w = rnd(ws), b = rnd([ws[0]]);
+        const f = tf.getBackend() === "cpu" ? reference : ours;
+        const dy = rnd(f(x, w, b).shape);
+        const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(a[0], a[1], a[2] ?? b), dy)))(
+          withBias ? [x, w, b] : [x, w],
+        );
+        return [f(x, w, b), ...grads];
+      }, 1e-4);
+    }
+    await tf.setBackend(CPU_DNNL);
+    const x = tf.randomNormal([2, 9, 9, 5]) as tf.Tensor4D, w = tf.randomNormal([7, 5, 3, 3]);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) {
+      tf.dispose(
+        tf.grads((a: tf.Tensor, c: tf.Tensor) =>
+          tf.sum(fusedConv2dOihw(a as tf.Tensor4D, c, 1, 1, undefined, true)!)
+        )([x, w]),
+      );
+    }
+    assertEquals(tf.memory().numTensors, before);
+    tf.dispose([x, w]);
+  },
+});
