@@ -49,6 +49,8 @@ const SOFTMAX_ACCURATE = 196608;
 /** Execution argument ids. */
 export const ARG = {
   src: 1,
+  /** A binary primitive's second source (`DNNL_ARG_SRC_1`; its first is `src`). */
+  src1: 2,
   dst: 17,
   weights: 33,
   bias: 41,
@@ -76,8 +78,10 @@ export const QUERY = {
   workspace: 135,
   scratchpad: 136,
 } as const;
+/** `dnnl_query_impl_info_str`: the implementation name of a primitive descriptor. */
+const QUERY_IMPL_INFO_STR = 8;
 /** Binary algorithm kinds. */
-export const BINARY = { add: 0x1fff0, mul: 0x1fff1, div: 0x1fff4 } as const;
+export const BINARY = { add: 0x1fff0, mul: 0x1fff1, div: 0x1fff4, sub: 0x1fff5 } as const;
 /** Execution argument id of the second source of post-op number `idx` (a binary post-op). */
 export function postOpSrc1(idx: number): number {
   return 16384 * (idx + 1) | 2;
@@ -87,6 +91,13 @@ export type PostOp =
   | { sum: number }
   | { binary: number; md: MemoryDesc }
   | { eltwise: number; alpha?: number; beta?: number };
+
+/** One common (mask 0) scaling factor of an execution argument, fixed at primitive creation. */
+export interface ArgScale {
+  /** Argument id (a binary primitive's sources: `1`, `2`). */
+  arg: number;
+  scale: number;
+}
 
 /** Normalization flags. */
 export const NORM = { globalStats: 1, scale: 8, shift: 16 } as const;
@@ -149,6 +160,7 @@ const SYMBOLS = {
   dnnl_primitive_attr_create: { parameters: [B], result: "i32" },
   dnnl_primitive_attr_destroy: { parameters: [P], result: "i32" },
   dnnl_primitive_attr_set_post_ops: { parameters: [P, P], result: "i32" },
+  dnnl_primitive_attr_set_scales: { parameters: [P, "i32", "i64", "i32", B], result: "i32" },
   dnnl_post_ops_create: { parameters: [B], result: "i32" },
   dnnl_post_ops_destroy: { parameters: [P], result: "i32" },
   dnnl_post_ops_append_sum: { parameters: [P, "f32"], result: "i32" },
@@ -157,6 +169,8 @@ const SYMBOLS = {
   dnnl_primitive_desc_create: { parameters: [B, P, P, P, P], result: "i32" },
   dnnl_reorder_primitive_desc_create: { parameters: [B, P, P, P, P, P], result: "i32" },
   dnnl_primitive_desc_query_md: { parameters: [P, "i32", "i32"], result: P },
+  dnnl_primitive_desc_query: { parameters: [P, "i32", "i32", B], result: "i32" },
+  dnnl_primitive_desc_destroy: { parameters: [P], result: "i32" },
   dnnl_primitive_create: { parameters: [B, P], result: "i32" },
   dnnl_primitive_execute: { parameters: [P, P, "i32", B], result: "i32" },
   dnnl_get_effective_cpu_isa: { parameters: [], result: "i32" },
@@ -225,12 +239,18 @@ export interface Dnnl {
 export interface DnnlRaw {
   lib: Lib;
   /**
-   * `dnnl_primitive_desc_create` on an op descriptor (with an optional forward hint and
-   * post-ops).
+   * `dnnl_primitive_desc_create` on an op descriptor (with an optional forward hint, post-ops,
+   * and common scales of source arguments: `dnnl_primitive_attr_set_scales` with mask 0, e.g.
+   * a binary primitive's `src0` scaled by −1).
    */
-  pd(desc: Uint8Array, hint?: Ptr, postOps?: readonly PostOp[]): Ptr;
+  pd(desc: Uint8Array, hint?: Ptr, postOps?: readonly PostOp[], scales?: readonly ArgScale[]): Ptr;
   /** The memory descriptor a primitive descriptor wants for `query` (null when none). */
   query(pd: Ptr, query: number): Ptr;
+  /**
+   * The implementation oneDNN picked for a primitive descriptor (`dnnl_query_impl_info_str`):
+   * `jit:uni`, `brgconv:avx512_core`, … or `ref:any` (the slow scalar reference code).
+   */
+  implName(pd: Ptr): string;
   /**
    * A primitive from `pd` with user slots `user` (`[arg, md-the-user-array-has, query]`): where
    * the pd wants another layout for a slot (weights in format `any`), a reorder is added before
@@ -386,8 +406,13 @@ function create(lib: Lib, path: string, version: string): Dnnl {
     check(lib.dnnl_memory_create(outPtr, mdp, engine, handle), "memory_create");
     return ptrOut();
   };
-  const pd = (desc: Uint8Array, hint: Ptr = null, postOps: readonly PostOp[] = []): Ptr => {
-    if (postOps.length === 0) {
+  const pd = (
+    desc: Uint8Array,
+    hint: Ptr = null,
+    postOps: readonly PostOp[] = [],
+    scales: readonly ArgScale[] = [],
+  ): Ptr => {
+    if (postOps.length === 0 && scales.length === 0) {
       check(
         lib.dnnl_primitive_desc_create(outPtr, Deno.UnsafePointer.of(desc), null, engine, hint),
         "primitive_desc",
@@ -411,6 +436,10 @@ function create(lib: Lib, path: string, version: string): Dnnl {
         }
       }
       check(lib.dnnl_primitive_attr_set_post_ops(attr, ops), "attr_set_post_ops");
+      for (const sc of scales) {
+        const v = new Float32Array([sc.scale]);
+        check(lib.dnnl_primitive_attr_set_scales(attr, sc.arg, 1n, 0, v), "attr_set_scales");
+      }
       check(
         lib.dnnl_primitive_desc_create(outPtr, Deno.UnsafePointer.of(desc), attr, engine, hint),
         "primitive_desc",
@@ -427,6 +456,12 @@ function create(lib: Lib, path: string, version: string): Dnnl {
     return ptrOut();
   };
   const query = (p: Ptr, q: number): Ptr => lib.dnnl_primitive_desc_query_md(p, q, 0);
+  const implName = (p: Ptr): string => {
+    const out = new BigUint64Array(1);
+    check(lib.dnnl_primitive_desc_query(p, QUERY_IMPL_INFO_STR, 0, out), "query impl_info_str");
+    const s = Deno.UnsafePointer.create(out[0]);
+    return s === null ? "" : Deno.UnsafePointerView.getCString(s);
+  };
   const argsBuf = (list: [number, Ptr][]) => {
     const a = new Uint8Array(16 * list.length);
     const dv = new DataView(a.buffer);
@@ -559,6 +594,7 @@ function create(lib: Lib, path: string, version: string): Dnnl {
     pd,
     reorderPd,
     query,
+    implName,
     build: (p, user, keep, opts) => build(p, user, keep, opts),
     dims,
     desc: () => new Uint8Array(DESC_BYTES),

@@ -8,7 +8,9 @@
  *   `MaxPool`, `MaxPoolGrad` (the gradient reruns the forward for oneDNN's argmax workspace, see
  *   {@link maxPoolBackward}), `Softmax` (last axis), `Transpose` (one reorder), `Relu`, `Exp`,
  *   `Sigmoid`, `Tanh`, `Sqrt` (element-wise ones from {@link ELTWISE_MIN} elements: FFI overhead
- *   below);
+ *   below), `Add`, `Sub`, `Multiply`, `RealDiv` (one binary primitive, from {@link BINARY_MIN}
+ *   output elements, for broadcasts where one operand has the output's shape; bit-identical to
+ *   tfjs's, see {@link binaryPlan});
  * - fused kernels (see fused.ts): `MtilLayerNorm`/`MtilLayerNormGrad`,
  *   `MtilQuickGelu`/`MtilQuickGeluGrad` (eltwise swish α = 1.702), `MtilSoftmaxGrad` (the
  *   attention softmax's gradient in one pass), `MtilReluGrad` (ReLU's gradient in one pass),
@@ -21,9 +23,9 @@
  * transposed left operand, one thread, 2 loaded cores), not worth a second code path.
  * Everything a oneDNN kernel does not cover (other dtypes, NCHW, dilations, padded `AvgPoolGrad`,
  * pool sizes oneDNN's output arithmetic does not reproduce, max pools with a window holding
- * nothing above -FLT_MAX) runs the `cpu-blas` kernel; that is why the hand-written im2col
- * convolutions and pooling gradient stay in blas_kernels.ts (and `cpu-blas` is the backend where
- * oneDNN is missing).
+ * nothing above -FLT_MAX, binary ops where both operands broadcast or a `RealDiv`'s dividend
+ * does) runs the `cpu-blas` kernel; that is why the hand-written im2col convolutions and pooling
+ * gradient stay in blas_kernels.ts (and `cpu-blas` is the backend where oneDNN is missing).
  *
  * Known limit: primitives are cached per shape for the life of the process (a few KiB each, plus
  * oneDNN's blocked copy of a convolution's weights, and a max-pool gradient's forward output and
@@ -35,6 +37,7 @@
 import { tf } from "./tf.ts";
 import {
   ARG,
+  BINARY,
   CONV_DIRECT,
   type Dnnl,
   dnnlLoadError,
@@ -478,6 +481,149 @@ export function transpose(d: Dnnl, shape: readonly number[], perm: readonly numb
       { arg: ARG.dst, md: dst, query: QUERY.dst },
     ], []);
   });
+}
+
+/**
+ * How a broadcasting `Add`/`Sub`/`Multiply`/`RealDiv` runs as one oneDNN binary primitive.
+ * oneDNN's fast (jit) binary wants `src0` with the output's dims and `src1` with each dim equal
+ * or 1; a broadcasting `src0` is accepted but runs its scalar reference code (~30 ms for 800K
+ * values, measured), so the plan puts the full operand first.
+ */
+export interface BinaryPlan {
+  /** oneDNN algorithm ({@link BINARY}). */
+  alg: number;
+  /** Whether `src0` is tfjs's `b` (and `src1` is `a`). */
+  swap: boolean;
+  /** Whether `src0` is scaled by −1 (`Sub` swapped: `a − b` runs as `(−1)·b + a`). */
+  negate: boolean;
+  /** Output shape (tfjs's broadcast shape). */
+  shape: number[];
+  /**
+   * `dst` (= `src0`) dims: the output's dims without 1s, runs of adjacent dims along which
+   * `src1` is either full or broadcast merged into one (a bias add over [8,56,56,256] is
+   * [25088,256] + [1,256]; a scalar, [n] + [1]). Fewer dims hit oneDNN's jit more often and
+   * share primitives across shapes.
+   */
+  dst: number[];
+  /** `src1` dims: those of `dst`, 1 where it broadcasts. */
+  src1: number[];
+}
+
+/** Binary kernels on oneDNN and their algorithms. */
+const BINARY_ALGS: Record<string, number> = {
+  Add: BINARY.add,
+  Sub: BINARY.sub,
+  Multiply: BINARY.mul,
+  RealDiv: BINARY.div,
+};
+
+/**
+ * The oneDNN plan of binary kernel `op` on shapes `a`, `b` (tfjs's numpy-style broadcasting:
+ * the shorter shape left-padded with 1s), or null where tfjs's kernel must run: both operands
+ * broadcast (`[8,1] + [1,5]`), `RealDiv` with a broadcasting dividend (no exact rewrite: oneDNN
+ * would need the broadcast on `src0`), more than 12 dims after merging, or shapes that do not
+ * broadcast. Exported for tests.
+ */
+export function binaryPlan(
+  op: string,
+  aShape: readonly number[],
+  bShape: readonly number[],
+): BinaryPlan | null {
+  const alg = BINARY_ALGS[op];
+  if (alg === undefined) return null;
+  let shape: number[];
+  try {
+    shape = tf.backend_util.assertAndGetBroadcastShape(aShape as number[], bShape as number[]);
+  } catch {
+    return null;
+  }
+  const r = shape.length;
+  const pad = (s: readonly number[]) => [...new Array(r - s.length).fill(1), ...s];
+  const pa = pad(aShape), pb = pad(bShape);
+  const aFull = pa.every((v, i) => v === shape[i]);
+  const bFull = pb.every((v, i) => v === shape[i]);
+  let swap = false, negate = false, plannedAlg = alg;
+  if (!aFull) {
+    if (!bFull) return null;
+    swap = true;
+    if (op === "Sub") {
+      // a − b = (−1)·b + a exactly (−1·b is exact, then one rounding), signed zeros included
+      // (a − b is defined as a + (−b)); −(b − a) would turn x − x's +0 into −0.
+      negate = true;
+      plannedAlg = BINARY.add;
+    } else if (op === "RealDiv") {
+      return null;
+    }
+  }
+  const s1 = swap ? pa : pb;
+  const dst: number[] = [], src1: number[] = [];
+  let prev: boolean | undefined;
+  for (let i = 0; i < r; i++) {
+    if (shape[i] === 1) continue;
+    const bc = s1[i] === 1;
+    if (bc === prev) {
+      dst[dst.length - 1] *= shape[i];
+      if (!bc) src1[src1.length - 1] *= shape[i];
+    } else {
+      dst.push(shape[i]);
+      src1.push(bc ? 1 : shape[i]);
+      prev = bc;
+    }
+  }
+  if (dst.length === 0) {
+    dst.push(1);
+    src1.push(1);
+  }
+  if (dst.length > 12) return null;
+  return { alg: plannedAlg, swap, negate, shape, dst, src1 };
+}
+
+/** Row-major strides of `dims`. */
+function denseStrides(dims: readonly number[]): number[] {
+  const st: number[] = new Array(dims.length);
+  for (let i = dims.length - 1, s = 1; i >= 0; i--) {
+    st[i] = s;
+    s *= dims[i];
+  }
+  return st;
+}
+
+/**
+ * Binary primitives by plan key; null where oneDNN would run its reference implementation
+ * (e.g. four or more alternating full/broadcast dim groups): tfjs's kernel runs there instead.
+ * Kept here, not in {@link Dnnl.cached}, to remember those nulls.
+ */
+const binaryPrims = new Map<string, Primitive | null>();
+
+/**
+ * A binary primitive for `plan`: arrays `[src0, src1, dst]` (`dst` a fresh array: oneDNN
+ * writes it, reading only the sources, which may be the same array), or null (see
+ * {@link binaryPrims}).
+ */
+export function binaryPrimitive(d: Dnnl, plan: BinaryPlan): Primitive | null {
+  const key = `binary:${plan.alg}:${plan.negate}:${plan.dst}:${plan.src1}`;
+  const hit = binaryPrims.get(key);
+  if (hit !== undefined) return hit;
+  const m0 = d.mdStrided(plan.dst, denseStrides(plan.dst));
+  const m1 = d.mdStrided(plan.src1, denseStrides(plan.src1));
+  const desc = d.raw.desc();
+  d.raw.check(
+    d.raw.lib.dnnl_binary_desc_init(desc, plan.alg, m0, m1, m0),
+    "binary_desc_init",
+  );
+  const pd = d.raw.pd(desc, null, [], plan.negate ? [{ arg: ARG.src, scale: -1 }] : []);
+  let p: Primitive | null = null;
+  if (d.raw.implName(pd).startsWith("ref")) {
+    d.raw.lib.dnnl_primitive_desc_destroy(pd);
+  } else {
+    p = d.raw.build(pd, [
+      { arg: ARG.src, md: m0, query: 0 },
+      { arg: ARG.src1, md: m1, query: 0 },
+      { arg: ARG.dst, md: m0, query: 0 },
+    ], [desc]);
+  }
+  binaryPrims.set(key, p);
+  return p;
 }
 
 /** A pooling geometry on NHWC (padding as tfjs computes it). */
@@ -1013,6 +1159,36 @@ function unaryKernel(d: Dnnl, name: string): KernelFn {
 }
 
 /**
+ * Output elements from which `Add`/`Sub`/`Multiply`/`RealDiv` run on oneDNN. A oneDNN call costs
+ * ~17 µs whatever the size (FFI calls, waking OpenMP's threads); `cpu-blas`'s loops take about
+ * as long at 4K–16K values (measured on 2 loaded cores) and 2–4× longer from 64K.
+ */
+export const BINARY_MIN = 8192;
+
+/**
+ * `Add`, `Sub`, `Multiply`, `RealDiv` {a, b} on oneDNN's binary primitive: multi-threaded and
+ * vectorised, for every broadcast where one operand has the output's shape (tfjs's generic
+ * broadcast computes indices per element: 68 ms for [8,1,2048]·[8,49,2048]). float32
+ * add/sub/mul/div round once, so the results are bit-identical to tfjs's (measured: signed zeros,
+ * and oneDNN's `div` is a true division, not a reciprocal multiply). Other dtypes, small
+ * outputs and what {@link binaryPlan} or {@link binaryPrimitive} declines run `cpu-blas`'s kernel.
+ */
+function binaryKernel(d: Dnnl, name: string): KernelFn {
+  return (args) => {
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    if (a.dtype !== "float32" || b.dtype !== "float32") return blasKernel(name, args);
+    const plan = binaryPlan(name, a.shape, b.shape);
+    if (!plan || sizeOf(plan.shape) < BINARY_MIN) return blasKernel(name, args);
+    const p = binaryPrimitive(d, plan);
+    if (!p) return blasKernel(name, args);
+    const av = f32(args.backend, a), bv = f32(args.backend, b);
+    const y = new Float32Array(sizeOf(plan.shape));
+    p.run(plan.swap ? [bv, av, y] : [av, bv, y]);
+    return out(args.backend, plan.shape, y);
+  };
+}
+
+/**
  * `MtilReluGrad` {dy, x}: `x > 0 ? dy : 0` in one pass (tfjs: `Step` then `Multiply`, two full
  * passes and a temporary; 17% of an RN50 training step). A NaN in x gives 0, not NaN.
  */
@@ -1220,6 +1396,7 @@ export const DNNL_KERNEL_NAMES: readonly string[] = [
   "Softmax",
   "Transpose",
   ...Object.keys(UNARY_ALGS),
+  ...Object.keys(BINARY_ALGS),
   "MtilSoftmaxGrad",
   "MtilReluGrad",
   "MtilQuickGelu",
@@ -1247,6 +1424,7 @@ function kernels(d: Dnnl): Record<string, KernelFn> {
     Softmax: softmaxKernel(d),
     Transpose: transposeKernel(d),
     ...Object.fromEntries(Object.keys(UNARY_ALGS).map((k) => [k, unaryKernel(d, k)])),
+    ...Object.fromEntries(Object.keys(BINARY_ALGS).map((k) => [k, binaryKernel(d, k)])),
     MtilSoftmaxGrad: softmaxGradKernel(d),
     MtilReluGrad: reluGradKernel(d),
     MtilQuickGelu: quickGeluKernel(d),

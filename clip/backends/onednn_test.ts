@@ -1,7 +1,14 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { tf } from "./tf.ts";
 import { assertTensorClose } from "../_testing.ts";
-import { CPU_DNNL, dnnlBackendUnavailableReason, registerDnnlBackend } from "./onednn_kernels.ts";
+import {
+  BINARY_MIN,
+  binaryPlan,
+  CPU_DNNL,
+  dnnlBackendUnavailableReason,
+  registerDnnlBackend,
+} from "./onednn_kernels.ts";
+import { BINARY } from "./onednn.ts";
 import { registerCpuFixes } from "./blas_kernels.ts";
 import { registerReluGradient, registerSoftmaxGradient } from "./fused.ts";
 import { registerMatMulGradient } from "./wasm_kernels.ts";
@@ -312,6 +319,185 @@ Deno.test({
         0,
       );
     }
+  },
+});
+
+/** Run `fn` on both backends; every output must match tfjs cpu's bit for bit (signed zeros too). */
+async function bitSame(what: string, fn: () => Out): Promise<void> {
+  const { cpu, dnnl } = await onBoth(fn);
+  const c = Array.isArray(cpu) ? cpu : [cpu];
+  const d = Array.isArray(dnnl) ? dnnl : [dnnl];
+  assertEquals(d.length, c.length);
+  for (let i = 0; i < c.length; i++) {
+    assertEquals([d[i].dtype, d[i].shape], [c[i].dtype, c[i].shape], `${what}[${i}]`);
+    const dv = d[i].dataSync(), cv = c[i].dataSync();
+    for (let j = 0; j < cv.length; j++) {
+      if (!Object.is(dv[j], cv[j])) {
+        throw new Error(`${what}[${i}] index ${j}: ${dv[j]} vs ${cv[j]} (cpu)`);
+      }
+    }
+  }
+  tf.dispose([...c, ...d]);
+}
+
+/** Values that float32 arithmetic treats specially, mixed into {@link awkward}'s tensors. */
+const SPECIALS = [0, -0, Infinity, -Infinity, NaN, 1e-40, -1e-40, 3e38, -3e38, 1, -1, 0.5];
+
+/**
+ * A float32 tensor of normal values over many magnitudes with one in 8 from {@link SPECIALS}
+ * (overflow, underflow to subnormals, signed zeros, NaN and ∞ through every op), from `seed`.
+ */
+function awkward(shape: number[]): tf.Tensor {
+  let s = (seed++ * 2654435761) >>> 0;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < v.length; i++) {
+    v[i] = next() < 0.125
+      ? SPECIALS[Math.floor(next() * SPECIALS.length)]
+      : (next() - 0.5) * 2 ** Math.floor(next() * 40 - 20);
+  }
+  return tf.tensor(v, shape);
+}
+
+const BINARY_OPS: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+  ["Add", tf.add],
+  ["Sub", tf.sub],
+  ["Multiply", tf.mul],
+  ["RealDiv", tf.div],
+];
+
+/** Shape pairs: both orders of each run too. */
+const BINARY_SHAPES: [number[], number[]][] = [
+  [[8, 14, 14, 64], [8, 14, 14, 64]], // same shape
+  [[9000], []], // scalar
+  [[6, 70, 50], [1]], // one element, lower rank
+  [[8, 49, 2048], [2048]], // bias add: rank differs
+  [[8, 49, 2048], [8, 1, 2048]], // CLIP's attention-pool broadcast
+  [[392, 64], [392, 1]], // per-row scale
+  [[4, 1, 30, 40], [4, 10, 30, 40]], // broadcast inside, size-1 dims
+  [[4, 3, 5, 7, 60], [4, 1, 5, 1, 60]], // alternating groups: oneDNN's ref code, tfjs's kernel
+  [[200, 1], [1, 50]], // both broadcast: tfjs's kernel
+  [[10], [10]], // small: tfjs's kernel
+  [[300, 40], [40]],
+  [[1, 1, 9000], [1, 1]],
+];
+
+Deno.test({
+  name: "cpu-dnnl Add/Sub/Multiply/RealDiv equal tfjs cpu bit for bit (broadcasts, ∞, NaN, −0)",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    for (const [op, f] of BINARY_OPS) {
+      for (const [sa, sb] of BINARY_SHAPES) {
+        for (const [x, y] of [[sa, sb], [sb, sa]]) {
+          await bitSame(`${op} [${x}] [${y}]`, () => {
+            const a = awkward(x), b = awkward(y);
+            const r = f(a, b);
+            tf.dispose([a, b]);
+            return r;
+          });
+        }
+      }
+      // the same tensor on both sides (src0 and src1 bound to one array); equal values with the
+      // broadcasting operand first (x − x must stay +0 through Sub's negated swap)
+      await bitSame(`${op} x x`, () => {
+        const a = awkward([200, 50]), row = awkward([1, 50]);
+        const r = [f(a, a), f(tf.reshape(a, [1, 200, 50]), a), f(row, tf.tile(row, [200, 1]))];
+        tf.dispose([a, row]);
+        return r;
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu-dnnl binary plans: which broadcasts run on oneDNN, swapped or negated",
+  ignore: !HAS_DNNL,
+  fn: () => {
+    const p = (op: string, a: number[], b: number[]) => {
+      const r = binaryPlan(op, a, b);
+      return r && { alg: r.alg, swap: r.swap, negate: r.negate, dst: r.dst, src1: r.src1 };
+    };
+    const plain = { swap: false, negate: false };
+    assertEquals(p("Add", [8, 56, 56, 256], [8, 56, 56, 256]), {
+      alg: BINARY.add,
+      ...plain,
+      dst: [6422528],
+      src1: [6422528],
+    });
+    assertEquals(p("Multiply", [5000], []), { alg: BINARY.mul, ...plain, dst: [5000], src1: [1] });
+    assertEquals(p("Add", [8, 56, 56, 256], [256]), {
+      alg: BINARY.add,
+      ...plain,
+      dst: [25088, 256],
+      src1: [1, 256],
+    });
+    assertEquals(p("Multiply", [8, 1, 2048], [8, 49, 2048]), {
+      alg: BINARY.mul,
+      swap: true,
+      negate: false,
+      dst: [8, 49, 2048],
+      src1: [8, 1, 2048],
+    });
+    assertEquals(p("Sub", [], [7, 9]), {
+      alg: BINARY.add,
+      swap: true,
+      negate: true,
+      dst: [63],
+      src1: [1],
+    });
+    assertEquals(p("RealDiv", [8, 49, 2048], [8, 1, 2048])?.swap, false);
+    assertEquals(p("RealDiv", [8, 1, 2048], [8, 49, 2048]), null);
+    assertEquals(p("Add", [80, 1], [1, 50]), null);
+    assertEquals(p("Add", [3, 4], [5]), null);
+    assertEquals(p("Maximum", [3], [3]), null);
+    assertEquals(p("Add", [1, 1], [1]), { alg: BINARY.add, ...plain, dst: [1], src1: [1] });
+    // the cases above run on oneDNN: sizes from 10000
+    assertEquals(BINARY_MIN <= 10000, true);
+  },
+});
+
+Deno.test({
+  name: "cpu-dnnl binary ops: int32 stays tfjs's, gradients equal tfjs cpu, tensor counts flat",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    for (const [op, f] of BINARY_OPS) {
+      await bitSame(`${op} int32`, () => {
+        const a = tf.tensor1d(Array.from({ length: 10000 }, (_, i) => i - 5000), "int32");
+        const b = tf.tensor1d(Array.from({ length: 10000 }, (_, i) => (i % 7) + 1), "int32");
+        const r = [f(a, b), f(a, tf.scalar(3, "int32"))];
+        tf.dispose([a, b]);
+        return r;
+      });
+      for (
+        const shapes of [
+          [[8, 49, 64], [8, 49, 64]],
+          [[8, 49, 64], [64]],
+          [[8, 1, 64], [8, 49, 64]],
+          [[8, 49, 64], [8, 1, 64]],
+          [[], [100, 100]],
+        ]
+      ) {
+        await same(`${op} gradient ${JSON.stringify(shapes)}`, () =>
+          valueAndGrads(
+            // divisors away from 0: the gradient's a/b² stays finite
+            op === "RealDiv" ? (a, b) => f(a, tf.add(tf.abs(b), 0.5)) : f,
+            shapes,
+          ));
+      }
+    }
+    await tf.setBackend(CPU_DNNL);
+    const a = rnd([8, 1, 256]), b = rnd([8, 49, 256]);
+    const step = () =>
+      tf.tidy(() =>
+        tf.grads((x: tf.Tensor, y: tf.Tensor) =>
+          tf.sum(tf.div(tf.sub(tf.mul(x, y), tf.add(y, x)), tf.add(tf.square(y), 1)))
+        )([a, b])
+      ).forEach((t) => t.dispose());
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) step();
+    assertEquals(tf.memory().numTensors, before);
+    tf.dispose([a, b]);
   },
 });
 
