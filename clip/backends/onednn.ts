@@ -99,8 +99,8 @@ export interface ArgScale {
   scale: number;
 }
 
-/** Normalization flags. */
-export const NORM = { globalStats: 1, scale: 8, shift: 16 } as const;
+/** Normalization flags (`fuseRelu`: ReLU on the output, `dnnl_fuse_norm_relu`). */
+export const NORM = { globalStats: 1, fuseRelu: 4, scale: 8, shift: 16 } as const;
 
 const P = "pointer" as const, B = "buffer" as const;
 const SYMBOLS = {

@@ -15,7 +15,8 @@
  *   `MtilQuickGelu`/`MtilQuickGeluGrad` (eltwise swish α = 1.702), `MtilSoftmaxGrad` (the
  *   attention softmax's gradient in one pass), `MtilReluGrad` (ReLU's gradient in one pass),
  *   `MtilBatchNormTrain`, `MtilBatchNormReluTrain` (BatchNorm then ReLU: the pre-ReLU tensor is
- *   neither kept nor saved)/`MtilBatchNormTrainGrad`.
+ *   neither kept nor saved)/`MtilBatchNormTrainGrad`; the batch statistics are summed in float64
+ *   in JS (oneDNN's float32 sums broke step parity on the tiny ResNet: {@link batchStatistics}).
  *
  * A separate backend name (rather than more kernels on `cpu-blas`) keeps `cpu-blas` usable where
  * oneDNN is missing and lets tests compare the two. Matrix products stay on OpenBLAS: oneDNN's
@@ -396,29 +397,105 @@ function batchNormForwardPd(d: Dnnl, n: number, h: number, w: number, c: number,
   return { pd: d.raw.pd(desc), m, desc, c: d.md([c], TAG.a) };
 }
 
-/** BatchNorm with batch statistics on NHWC: arrays `[x, scale, shift, y, mean, variance]`. */
-export function batchNormForward(
+/**
+ * BatchNorm with given statistics on NHWC (oneDNN's `use_global_stats`), then ReLU when `relu`:
+ * arrays `[x, scale, shift, mean, variance, y]`. The training kernel computes the batch
+ * statistics itself ({@link batchStatistics}) and normalises with this.
+ */
+export function batchNormApply(
   d: Dnnl,
   n: number,
   h: number,
   w: number,
   c: number,
   eps: number,
+  relu: boolean,
 ): Primitive {
-  return d.cached(`bn_fwd:${n}:${h}:${w}:${c}:${eps}`, () => {
-    const f = batchNormForwardPd(d, n, h, w, c, eps);
-    return d.raw.build(f.pd, [
-      { arg: ARG.src, md: f.m, query: QUERY.src },
-      { arg: ARG.scale, md: f.c, query: 0 },
-      { arg: ARG.shift, md: f.c, query: 0 },
-      { arg: ARG.dst, md: f.m, query: QUERY.dst },
-      { arg: ARG.mean, md: f.c, query: 0 },
-      { arg: ARG.variance, md: f.c, query: 0 },
-    ], [f.desc]);
+  return d.cached(`bn_apply:${n}:${h}:${w}:${c}:${eps}:${relu}`, () => {
+    const m = d.md([n, c, h, w], TAG.nhwc);
+    const desc = d.raw.desc();
+    d.raw.check(
+      d.raw.lib.dnnl_batch_normalization_forward_desc_init(
+        desc,
+        PROP.inference, // normalisation only: no statistics out, no workspace for the ReLU
+        m,
+        eps,
+        NORM.globalStats | NORM.scale | NORM.shift | (relu ? NORM.fuseRelu : 0),
+      ),
+      "batch_normalization_forward_desc_init",
+    );
+    const cmd = d.md([c], TAG.a);
+    return d.raw.build(d.raw.pd(desc), [
+      { arg: ARG.src, md: m, query: QUERY.src },
+      { arg: ARG.scale, md: cmd, query: 0 },
+      { arg: ARG.shift, md: cmd, query: 0 },
+      { arg: ARG.mean, md: cmd, query: 0 },
+      { arg: ARG.variance, md: cmd, query: 0 },
+      { arg: ARG.dst, md: m, query: QUERY.dst },
+    ], [desc, m, cmd]);
   });
 }
 
-/** BatchNorm gradient: arrays `[x, dy, scale, shift, mean, variance, dx, dscale, dshift]`. */
+/**
+ * Per-channel mean and biased variance of NHWC `x` (`c` innermost), accumulated in float64 and
+ * rounded once into `mean` and `variance`.
+ *
+ * Why not oneDNN's own statistics: its training forward sums in float32, and on the tiny ResNet
+ * of the step-parity fixtures (methods/parity_test.ts) that made the image features twice as far
+ * from a float64 evaluation as with exact statistics (rms 3.3e-6 vs 1.6e-6 relative). That network
+ * is chaotic at float32 resolution: the extra noise flipped the sign of a step-0 gradient entry
+ * whose float64 value is +1.5e-6, Adam turned that into a ±lr move, and the next steps left the
+ * PyTorch reference, whose CPU BatchNorm accumulates its statistics in double as well.
+ *
+ * One pass over `x` with sums shifted by the first row `k` (`Σ(x−k)`, `Σ(x−k)²`; four rows at a
+ * time), about 1.6× faster than two passes: the variance `Σ(x−k)²/N − (mean−k)²` loses at most
+ * a factor `(mean−k)²/var < N` (Samuelson's inequality: a sample lies within √N standard
+ * deviations of its mean) of float64's precision, still below float32's rounding up to N = 2^28
+ * rows per channel (a ResNet's largest BatchNorm at batch 32 has 2^19).
+ */
+export function batchStatistics(
+  x: Float32Array,
+  c: number,
+  mean: Float32Array,
+  variance: Float32Array,
+): void {
+  const rows = x.length / c;
+  const k = new Float64Array(c), s1 = new Float64Array(c), s2 = new Float64Array(c);
+  if (rows === 0) {
+    mean.fill(NaN); // as a mean over nothing
+    variance.fill(NaN);
+    return;
+  }
+  for (let j = 0; j < c; j++) k[j] = x[j];
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const o0 = r * c, o1 = o0 + c, o2 = o1 + c, o3 = o2 + c;
+    for (let j = 0; j < c; j++) {
+      const kj = k[j];
+      const a = x[o0 + j] - kj, b = x[o1 + j] - kj, e = x[o2 + j] - kj, f = x[o3 + j] - kj;
+      s1[j] += (a + b) + (e + f);
+      s2[j] += (a * a + b * b) + (e * e + f * f);
+    }
+  }
+  for (; r < rows; r++) {
+    for (let j = 0, o = r * c; j < c; j++) {
+      const t = x[o + j] - k[j];
+      s1[j] += t;
+      s2[j] += t * t;
+    }
+  }
+  for (let j = 0; j < c; j++) {
+    const dm = s1[j] / rows;
+    mean[j] = k[j] + dm;
+    variance[j] = Math.max(0, s2[j] / rows - dm * dm);
+  }
+}
+
+/**
+ * BatchNorm gradient in training mode (the statistics are functions of `x`: the mean and variance
+ * terms included), with the forward's batch statistics given: arrays `[x, dy, scale, shift, mean,
+ * variance, dx, dscale, dshift]`.
+ */
 export function batchNormBackward(
   d: Dnnl,
   n: number,
@@ -1317,24 +1394,29 @@ function layerNormGradKernel(d: Dnnl): KernelFn {
 
 /**
  * `MtilBatchNormTrain` {x (NHWC), scale, shift} attrs {eps} → [y, mean, variance (biased)];
- * `MtilBatchNormReluTrain`: the same with `y = relu(·)` in place (no pre-ReLU tensor kept).
+ * `MtilBatchNormReluTrain`: the same with `y = relu(·)` fused (no pre-ReLU tensor kept). The
+ * statistics are float64 sums here ({@link batchStatistics}, one pass over `x`), the
+ * normalisation oneDNN's; the gradient kernel's primitive is the training-mode one (statistics as
+ * functions of `x`), fed these statistics.
  */
 function batchNormTrainKernel(d: Dnnl, relu: boolean): KernelFn {
   return (args) => {
     const { x, scale, shift } = args.inputs as Record<string, TensorInfo>;
     const eps = args.attrs!.eps as number;
     const [n, h, w, c] = x.shape;
+    const xv = f32(args.backend, x);
     const y = new Float32Array(n * h * w * c);
     const mean = new Float32Array(c), variance = new Float32Array(c);
-    batchNormForward(d, n, h, w, c, eps).run([
-      f32(args.backend, x),
+    // statistics in float64 here, the normalisation (the bulk of the work) on oneDNN
+    batchStatistics(xv, c, mean, variance);
+    batchNormApply(d, n, h, w, c, eps, relu).run([
+      xv,
       f32(args.backend, scale),
       f32(args.backend, shift),
-      y,
       mean,
       variance,
+      y,
     ]);
-    if (relu && y.length > 0) eltwiseForward(d, y.length, ELTWISE.relu).run([y, y]);
     return [
       out(args.backend, [...x.shape], y),
       out(args.backend, [c], mean),

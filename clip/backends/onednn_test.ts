@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { tf } from "./tf.ts";
 import { assertTensorClose } from "../_testing.ts";
 import {
+  batchStatistics,
   BINARY_MIN,
   binaryPlan,
   CPU_DNNL,
@@ -544,6 +545,76 @@ Deno.test({
         return [...r, ...stats];
       }, 5e-5);
     }
+  },
+});
+
+/** Per-channel mean and biased variance of `[rows, c]` data, exactly (two passes in float64). */
+function exactStats(x: Float32Array, c: number): { mean: number[]; variance: number[] } {
+  const rows = x.length / c;
+  const mean = Array.from({ length: c }, (_, j) => {
+    let s = 0;
+    for (let r = 0; r < rows; r++) s += x[r * c + j];
+    return s / rows;
+  });
+  const variance = mean.map((m, j) => {
+    let s = 0;
+    for (let r = 0; r < rows; r++) s += (x[r * c + j] - m) ** 2;
+    return s / rows;
+  });
+  return { mean, variance };
+}
+
+Deno.test("batchStatistics: float64-accurate BatchNorm statistics (the PyTorch reference's are)", () => {
+  // a mean 300 standard deviations from zero over 2^20 rows: float32 sums lose ~1e-4 here;
+  // a first row far out (k); row counts that the four-row loop does not divide
+  for (const [rows, c, offset] of [[1 << 20, 3, 300], [4099, 5, -2e4], [7, 2, 1], [1, 4, 0]]) {
+    let s = 77;
+    const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647) * 2 - 1;
+    const x = new Float32Array(rows * c).map((_, i) => offset + (i % c) + rand());
+    if (rows > 1) x[0] = offset + 40; // k far from the mean
+    const mean = new Float32Array(c), variance = new Float32Array(c);
+    batchStatistics(x, c, mean, variance);
+    const exact = exactStats(x, c);
+    for (let j = 0; j < c; j++) {
+      // rounded once: within half a float32 ulp (2^-24 relative) of the exact value
+      const em = Math.abs(mean[j] - exact.mean[j]), ev = Math.abs(variance[j] - exact.variance[j]);
+      const what = `rows ${rows} channel ${j}: mean ${mean[j]} vs ${exact.mean[j]}, ` +
+        `variance ${variance[j]} vs ${exact.variance[j]}`;
+      assertEquals(em <= Math.abs(exact.mean[j]) * 2 ** -24, true, what);
+      assertEquals(ev <= exact.variance[j] * 2 ** -24, true, what);
+    }
+  }
+});
+
+Deno.test({
+  name: "cpu-dnnl training BatchNorm returns and normalises with the accurate batch statistics",
+  ignore: !HAS_DNNL,
+  fn: async () => {
+    await tf.setBackend(CPU_DNNL);
+    const [n, h, w, c] = [16, 32, 32, 4];
+    const x = tf.tidy(() => tf.add(rnd([n, h, w, c]), 50));
+    const ones = tf.ones([c]), zeros = tf.zeros([c]);
+    const [y, mean, variance] = tf.engine().runKernel(
+      "MtilBatchNormTrain",
+      { x, scale: ones, shift: zeros },
+      { eps: 1e-5 } as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor[];
+    const xv = x.dataSync() as Float32Array;
+    const exact = exactStats(xv, c);
+    assertEquals(Array.from(mean.dataSync()), exact.mean.map(Math.fround));
+    assertEquals(Array.from(variance.dataSync()), exact.variance.map(Math.fround));
+    // the output is normalised with those statistics: per channel mean 0, variance 1 − ε/(σ²+ε)
+    const got = exactStats(y.dataSync() as Float32Array, c);
+    for (let j = 0; j < c; j++) {
+      assertEquals(Math.abs(got.mean[j]) < 1e-5, true, `output mean ${got.mean[j]}`);
+      const want = exact.variance[j] / (exact.variance[j] + 1e-5);
+      assertEquals(
+        Math.abs(got.variance[j] - want) < 1e-5,
+        true,
+        `output variance ${got.variance[j]}`,
+      );
+    }
+    tf.dispose([x, ones, zeros, y, mean, variance]);
   },
 });
 
