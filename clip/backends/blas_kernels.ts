@@ -14,6 +14,7 @@
  * @module
  */
 import { tf } from "./tf.ts";
+import { allocOutput, HostPool } from "./host_pool.ts";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { type Blas, blasLoadError, loadBlas } from "./blas.ts";
 import { registerMatMulGradient } from "./wasm_kernels.ts";
@@ -79,6 +80,7 @@ function matmulValues(
   bShape: readonly number[],
   transA: boolean,
   transB: boolean,
+  alloc: (n: number) => Float32Array = (n) => new Float32Array(n),
 ): { shape: number[]; values: Float32Array } {
   const ar = aShape.length, br = bShape.length;
   const m = transA ? aShape[ar - 1] : aShape[ar - 2];
@@ -95,7 +97,8 @@ function matmulValues(
   const batchShape = tf.broadcast_util.assertAndGetBroadcastShape(aBatch, bBatch);
   const nb = sizeOf(batchShape);
   const shape = [...batchShape, m, n];
-  const values = new Float32Array(nb * m * n);
+  // every value is written (sgemm with beta = 0, which zeroes C when k = 0)
+  const values = alloc(nb * m * n);
   const sa = m * k, sb = k * n, sc = m * n;
   const na = sizeOf(aBatch), nbB = sizeOf(bBatch);
   if (nbB === 1 && !transA && nb === na) {
@@ -236,6 +239,7 @@ function batchMatMulKernel(blas: Blas): KernelFn {
       b.shape,
       !!transposeA,
       !!transposeB,
+      (n) => allocOutput(args.backend, n),
     );
     return out(args.backend, r.shape, r.values);
   };
@@ -259,6 +263,7 @@ function fusedMatMulKernel(blas: Blas): KernelFn {
       b!.shape,
       !!transposeA,
       !!transposeB,
+      (n) => allocOutput(args.backend, n),
     );
     return biasAndActivation(
       args.backend,
@@ -1207,6 +1212,8 @@ export function registerBlasBackend(): boolean {
   tf.registerBackend(CPU_BLAS, () => {
     const b = new MathBackendCPU();
     (b as unknown as { firstUse: boolean }).firstUse = false;
+    // kernel outputs recycled without zero-filling (cpu-dnnl's kernels allocate through it)
+    new HostPool().attach(b);
     return b;
   }, 0);
   level1 = blas.level1;

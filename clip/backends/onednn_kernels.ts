@@ -36,6 +36,7 @@
  * @module
  */
 import { tf } from "./tf.ts";
+import { allocOutput } from "./host_pool.ts";
 import {
   ARG,
   BINARY,
@@ -919,7 +920,7 @@ function conv2dKernel(d: Dnnl): KernelFn {
       ? geomOf(convInfoOf(x.shape, filter.shape, attrs))
       : null;
     if (!g) return blasKernel("Conv2D", args);
-    const y = new Float32Array(g.n * g.oh * g.ow * g.oc);
+    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.oc);
     convForward(d, g, false).run([f32(args.backend, x), f32(args.backend, filter), y]);
     return out(args.backend, [g.n, g.oh, g.ow, g.oc], y);
   };
@@ -935,7 +936,7 @@ function fusedConv2dKernel(d: Dnnl): KernelFn {
       ? geomOf(convInfoOf(x!.shape, filter!.shape, attrs))
       : null;
     if (!g) return blasKernel("FusedConv2D", args);
-    const y = new Float32Array(g.n * g.oh * g.ow * g.oc);
+    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.oc);
     const xv = f32(args.backend, x!), wv = f32(args.backend, filter!), relu = act === "relu";
     if (bias) convForward(d, g, true, relu).run([xv, wv, f32(args.backend, bias), y]);
     else convForward(d, g, false, relu).run([xv, wv, y]);
@@ -954,7 +955,7 @@ function conv2dBackpropInputKernel(d: Dnnl): KernelFn {
     if (!g || dy.shape.join() !== [g.n, g.oh, g.ow, g.oc].join()) {
       return blasKernel("Conv2DBackpropInput", args);
     }
-    const dx = new Float32Array(sizeOf(inputShape));
+    const dx = allocOutput(args.backend, sizeOf(inputShape));
     convBackwardData(d, g).run([f32(args.backend, dy), f32(args.backend, filter), dx]);
     return out(args.backend, [...inputShape], dx);
   };
@@ -971,7 +972,7 @@ function conv2dBackpropFilterKernel(d: Dnnl): KernelFn {
     if (!g || dy.shape.join() !== [g.n, g.oh, g.ow, g.oc].join()) {
       return blasKernel("Conv2DBackpropFilter", args);
     }
-    const dw = new Float32Array(sizeOf(filterShape));
+    const dw = allocOutput(args.backend, sizeOf(filterShape));
     convBackwardWeights(d, g).run([f32(args.backend, x), f32(args.backend, dy), dw]);
     return out(args.backend, [...filterShape], dw);
   };
@@ -1022,7 +1023,7 @@ function conv2dOihwKernel(d: Dnnl): KernelFn {
     const { stride, pad } = oihwAttrs(args.attrs);
     const g = oihwGeom(x.shape, filter.shape, stride, pad);
     if (!g || !allFloat(x, filter, bias)) throw new Error("MtilConv2dOihw: unsupported input");
-    const y = new Float32Array(g.n * g.oh * g.ow * g.oc);
+    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.oc);
     const relu = args.attrs!.relu === true;
     const xv = f32(args.backend, x), wv = f32(args.backend, filter);
     if (bias) convForward(d, g, true, relu).run([xv, wv, f32(args.backend, bias), y]);
@@ -1038,7 +1039,7 @@ function conv2dOihwBackpropInputKernel(d: Dnnl): KernelFn {
     const { stride, pad } = oihwAttrs(args.attrs);
     const inputShape = args.attrs!.inputShape as number[];
     const g = oihwGeom(inputShape, filter.shape, stride, pad)!;
-    const dx = new Float32Array(sizeOf(inputShape));
+    const dx = allocOutput(args.backend, sizeOf(inputShape));
     convBackwardData(d, g).run([f32(args.backend, dy), f32(args.backend, filter), dx]);
     return out(args.backend, [...inputShape], dx);
   };
@@ -1051,7 +1052,7 @@ function conv2dOihwBackpropFilterKernel(d: Dnnl): KernelFn {
     const { stride, pad } = oihwAttrs(args.attrs);
     const filterShape = args.attrs!.filterShape as number[];
     const g = oihwGeom(x.shape, filterShape, stride, pad)!;
-    const dw = new Float32Array(sizeOf(filterShape));
+    const dw = allocOutput(args.backend, sizeOf(filterShape));
     convBackwardWeights(d, g).run([f32(args.backend, x), f32(args.backend, dy), dw]);
     return out(args.backend, [...filterShape], dw);
   };
@@ -1096,7 +1097,7 @@ function avgPoolKernel(d: Dnnl): KernelFn {
     const { x } = args.inputs as { x: TensorInfo };
     const g = allFloat(x) ? poolGeom(x.shape, args.attrs ?? {}) : null;
     if (!g) return blasKernel("AvgPool", args);
-    const y = new Float32Array(g.n * g.oh * g.ow * g.c);
+    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.c);
     avgPoolForward(d, g).run([f32(args.backend, x), y]);
     return out(args.backend, [g.n, g.oh, g.ow, g.c], y);
   };
@@ -1112,7 +1113,7 @@ function avgPoolGradKernel(d: Dnnl): KernelFn {
     if (!g || padded || dy.shape.join() !== [g.n, g.oh, g.ow, g.c].join()) {
       return blasKernel("AvgPoolGrad", args);
     }
-    const dx = new Float32Array(sizeOf(input.shape));
+    const dx = allocOutput(args.backend, sizeOf(input.shape));
     avgPoolBackward(d, g).run([f32(args.backend, dy), dx]);
     return out(args.backend, [...input.shape], dx);
   };
@@ -1144,7 +1145,7 @@ function maxPoolKernel(d: Dnnl): KernelFn {
     if (!g || (g.kh === 1 && g.kw === 1 && g.oh === g.h && g.ow === g.w)) {
       return blasKernel("MaxPool", args);
     }
-    const y = new Float32Array(g.n * g.oh * g.ow * g.c);
+    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.c);
     maxPoolForward(d, g).run([f32(args.backend, x), y]);
     if (hasUnboundedWindow(y)) return blasKernel("MaxPool", args);
     return out(args.backend, [g.n, g.oh, g.ow, g.c], y);
@@ -1166,7 +1167,7 @@ function maxPoolGradKernel(d: Dnnl): KernelFn {
     ) {
       return blasKernel("MaxPoolGrad", args);
     }
-    const dx = new Float32Array(sizeOf(input.shape));
+    const dx = allocOutput(args.backend, sizeOf(input.shape));
     maxPoolBackward(d, g).run([f32(args.backend, input), f32(args.backend, dy), dx]);
     return out(args.backend, [...input.shape], dx);
   };
@@ -1185,7 +1186,7 @@ function softmaxKernel(d: Dnnl): KernelFn {
       return blasKernel("Softmax", args);
     }
     const cols = logits.shape[rank - 1];
-    const y = new Float32Array(size);
+    const y = allocOutput(args.backend, size);
     softmaxForward(d, size / cols, cols).run([f32(args.backend, logits), y]);
     return out(args.backend, [...logits.shape], y);
   };
@@ -1198,7 +1199,7 @@ function softmaxGradKernel(d: Dnnl): KernelFn {
     const rank = y.shape.length;
     const size = sizeOf(y.shape);
     const cols = y.shape[rank - 1];
-    const dx = new Float32Array(size);
+    const dx = allocOutput(args.backend, size);
     if (size === 0) return out(args.backend, [...y.shape], dx);
     const dyv = f32(args.backend, dy), yv = f32(args.backend, y);
     if (size >= ELTWISE_MIN) {
@@ -1229,7 +1230,7 @@ function unaryKernel(d: Dnnl, name: string): KernelFn {
     const { x } = args.inputs as { x: TensorInfo };
     const n = sizeOf(x.shape);
     if (x.dtype !== "float32" || n < ELTWISE_MIN) return blasKernel(name, args);
-    const y = new Float32Array(n);
+    const y = allocOutput(args.backend, n);
     eltwiseForward(d, n, alg).run([f32(args.backend, x), y]);
     return out(args.backend, [...x.shape], y);
   };
@@ -1259,7 +1260,7 @@ function binaryKernel(d: Dnnl, name: string): KernelFn {
     const p = binaryPrimitive(d, plan);
     if (!p) return blasKernel(name, args);
     const av = f32(args.backend, a), bv = f32(args.backend, b);
-    const y = new Float32Array(sizeOf(plan.shape));
+    const y = allocOutput(args.backend, sizeOf(plan.shape));
     p.run(plan.swap ? [bv, av, y] : [av, bv, y]);
     return out(args.backend, plan.shape, y);
   };
@@ -1273,7 +1274,7 @@ function reluGradKernel(d: Dnnl): KernelFn {
   return (args) => {
     const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
     const n = sizeOf(x.shape);
-    const dx = new Float32Array(n);
+    const dx = allocOutput(args.backend, n);
     const xv = f32(args.backend, x), g = f32(args.backend, dy);
     if (n >= ELTWISE_MIN) {
       eltwiseBackward(d, n, ELTWISE.relu, 0).run([xv, g, dx]);
@@ -1298,7 +1299,7 @@ function transposeKernel(d: Dnnl): KernelFn {
     if (x.dtype !== "float32" || n < ELTWISE_MIN || inOrder || x.shape.length > 12) {
       return blasKernel("Transpose", args);
     }
-    const y = new Float32Array(n);
+    const y = allocOutput(args.backend, n);
     transpose(d, x.shape, perm).run([f32(args.backend, x), y]);
     return out(args.backend, perm.map((p) => x.shape[p]), y);
   };
@@ -1312,7 +1313,7 @@ function quickGeluKernel(d: Dnnl): KernelFn {
     const { x } = args.inputs as { x: TensorInfo };
     const n = sizeOf(x.shape);
     const xv = f32(args.backend, x);
-    const y = new Float32Array(n);
+    const y = allocOutput(args.backend, n);
     if (n > 0) eltwiseForward(d, n, ELTWISE.swish, QUICK_GELU_ALPHA).run([xv, y]);
     return out(args.backend, [...x.shape], y);
   };
@@ -1322,7 +1323,7 @@ function quickGeluGradKernel(d: Dnnl): KernelFn {
   return (args) => {
     const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
     const n = sizeOf(x.shape);
-    const dx = new Float32Array(n);
+    const dx = allocOutput(args.backend, n);
     if (n > 0) {
       eltwiseBackward(d, n, ELTWISE.swish, QUICK_GELU_ALPHA).run([
         f32(args.backend, x),
@@ -1341,7 +1342,7 @@ function layerNormKernel(d: Dnnl): KernelFn {
     const eps = args.attrs!.eps as number;
     const c = x.shape[x.shape.length - 1];
     const rows = sizeOf(x.shape) / c;
-    const y = new Float32Array(rows * c);
+    const y = allocOutput(args.backend, rows * c);
     const mean = new Float32Array(rows), variance = new Float32Array(rows);
     if (rows > 0) {
       layerNormForward(d, rows, c, eps).run([
@@ -1369,7 +1370,7 @@ function layerNormGradKernel(d: Dnnl): KernelFn {
     const eps = args.attrs!.eps as number;
     const c = x.shape[x.shape.length - 1];
     const rows = sizeOf(x.shape) / c;
-    const dx = new Float32Array(rows * c);
+    const dx = allocOutput(args.backend, rows * c);
     const dg = new Float32Array(c), db = new Float32Array(c);
     if (rows > 0) {
       layerNormBackward(d, rows, c, eps).run([
@@ -1405,7 +1406,7 @@ function batchNormTrainKernel(d: Dnnl, relu: boolean): KernelFn {
     const eps = args.attrs!.eps as number;
     const [n, h, w, c] = x.shape;
     const xv = f32(args.backend, x);
-    const y = new Float32Array(n * h * w * c);
+    const y = allocOutput(args.backend, n * h * w * c);
     const mean = new Float32Array(c), variance = new Float32Array(c);
     // statistics in float64 here, the normalisation (the bulk of the work) on oneDNN
     batchStatistics(xv, c, mean, variance);
@@ -1434,7 +1435,7 @@ function batchNormTrainGradKernel(d: Dnnl): KernelFn {
     const { dy, x, scale, shift, mean, variance, y } = args.inputs as Record<string, TensorInfo>;
     const eps = args.attrs!.eps as number;
     const [n, h, w, c] = x.shape;
-    const dx = new Float32Array(n * h * w * c);
+    const dx = allocOutput(args.backend, n * h * w * c);
     const ds = new Float32Array(c), db = new Float32Array(c);
     let g = f32(args.backend, dy);
     if (y !== undefined && g.length > 0) {
