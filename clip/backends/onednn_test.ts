@@ -647,7 +647,7 @@ Deno.test({
       `console.log(await initBackend());`;
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["eval", code],
-      env: { MTIL_DNNL_LIB: "/nonexistent/libdnnl.so.2", MTIL_THREADS: "1" },
+      env: { MTIL_DNNL_LIB: "/nonexistent/libdnnl.so.2", MTIL_THREADS: "1", MTIL_BACKEND: "" },
       stdout: "piped",
       stderr: "piped",
     }).output();
