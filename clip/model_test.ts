@@ -86,8 +86,11 @@ const TINY_RN: ClipConfig = {
 };
 delete TINY_RN.visionPatchSize;
 
-/** Backends of the per-fixture parity tests: cpu, plus webgpu where an adapter loads (CI: lavapipe). */
-const FORWARD_BACKENDS = await parityBackends(["cpu"]);
+/**
+ * Backends of the per-fixture parity tests: cpu and cpu-dnnl (where oneDNN loads), plus webgpu
+ * where an adapter loads (CI: lavapipe).
+ */
+const FORWARD_BACKENDS = await parityBackends(["cpu", "cpu-dnnl"]);
 
 for (const name of FIXTURES) {
   for (const backend of FORWARD_BACKENDS) {

@@ -21,8 +21,11 @@
  */
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 
-/** Upper bound on the bytes of free arrays a pool keeps. */
-export const HOST_POOL_MAX_BYTES = 1 << 30;
+/**
+ * Upper bound on the bytes of free arrays a pool keeps; past it the longest-unused arrays are
+ * dropped first (so arrays of a previous model's shapes do not linger).
+ */
+export const HOST_POOL_MAX_BYTES = 256 * 2 ** 20;
 /** Arrays below this many values are not pooled (allocation is cheap; bookkeeping is not). */
 export const HOST_POOL_MIN = 4096;
 
@@ -34,6 +37,8 @@ interface Entry {
 /** A pool attached to one backend instance. */
 export class HostPool {
   #free = new Map<number, Float32Array[]>();
+  /** Every free array, oldest release first (eviction order). */
+  #order = new Set<Float32Array>();
   #freeBytes = 0;
   /** Buffers this pool allocated (the only ones it may recycle). */
   #ours = new WeakSet<ArrayBufferLike>();
@@ -53,6 +58,7 @@ export class HostPool {
     const list = this.#free.get(n);
     const a = list?.pop();
     if (a) {
+      this.#order.delete(a);
       this.#freeBytes -= a.byteLength;
       this.stats.reused++;
       return a;
@@ -71,6 +77,7 @@ export class HostPool {
   /** Drop every free array (the garbage collector reclaims them). */
   clear(): void {
     this.#free.clear();
+    this.#order.clear();
     this.#freeBytes = 0;
   }
 
@@ -94,12 +101,23 @@ export class HostPool {
       return;
     }
     this.#holders.delete(buf);
-    if (this.#exposed.has(buf) || this.#freeBytes + buf.byteLength > HOST_POOL_MAX_BYTES) return;
+    if (this.#exposed.has(buf) || buf.byteLength > HOST_POOL_MAX_BYTES) return;
+    while (this.#freeBytes + buf.byteLength > HOST_POOL_MAX_BYTES) this.#evictOldest();
     const whole = new Float32Array(buf);
     let list = this.#free.get(whole.length);
     if (!list) this.#free.set(whole.length, list = []);
     list.push(whole);
+    this.#order.add(whole);
     this.#freeBytes += buf.byteLength;
+  }
+
+  #evictOldest(): void {
+    const old = this.#order.values().next().value as Float32Array;
+    this.#order.delete(old);
+    const list = this.#free.get(old.length)!;
+    list.splice(list.indexOf(old), 1);
+    if (list.length === 0) this.#free.delete(old.length);
+    this.#freeBytes -= old.byteLength;
   }
 
   /**
