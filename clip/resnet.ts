@@ -6,6 +6,7 @@
  * @module
  */
 import { tf } from "./backends/tf.ts";
+import { fusedAddRelu } from "./backends/fused.ts";
 import { attend, avgPool, conv2dBatchNorm, dense, type LayerContext, param } from "./layers.ts";
 
 /** Hyperparameters of the modified ResNet. */
@@ -45,7 +46,7 @@ export function bottleneck(
         `${path}.downsample.1`,
       );
     }
-    return tf.relu(tf.add(out, identity));
+    return (fusedAddRelu(out, identity) ?? tf.relu(tf.add(out, identity))) as tf.Tensor4D;
   });
 }
 

@@ -1,7 +1,7 @@
 /**
  * Fused model ops: one kernel forward and one backward where the active backend registers them
  * (`cpu-dnnl`: `MtilLayerNorm`, `MtilQuickGelu`, `MtilBatchNormTrain`, `MtilSoftmaxGrad`,
- * `MtilConv2dOihw`), else
+ * `MtilConv2dOihw`, `MtilAddRelu`), else
  * `null` so the caller runs its composite tfjs ops (every other backend, unchanged numerics).
  *
  * @module
@@ -95,6 +95,19 @@ export function fusedConv2dOihw(
   return run("MtilConv2dOihw", inputs, { stride, pad, relu }) as tf.Tensor4D;
 }
 
+/**
+ * `relu(a + b)` for same-shape float32 tensors as one kernel (a residual join), or null when the
+ * active backend has none.
+ */
+export function fusedAddRelu(a: tf.Tensor, b: tf.Tensor): tf.Tensor | null {
+  if (
+    !has("MtilAddRelu") || a.dtype !== "float32" || b.dtype !== "float32" ||
+    a.shape.join() !== b.shape.join()
+  ) return null;
+  registerFusedGradients();
+  return run("MtilAddRelu", { a, b }) as tf.Tensor;
+}
+
 let fusedGradsDone = false;
 
 /** Gradients of the fused kernels (each one backward kernel; the statistics get none). */
@@ -139,6 +152,16 @@ function registerFusedGradients(): void {
           }) as tf.Tensor,
         bias: () => tf.sum(g, [0, 1, 2]),
       };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "MtilAddRelu",
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const d0 = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor;
+      const g = run("MtilReluGrad", { dy: d0, x: saved[0] }) as tf.Tensor;
+      // one tensor per input (a backward pass may dispose one input's gradient on its own)
+      return { a: () => tf.clone(g), b: () => tf.clone(g) };
     },
   });
   tf.registerGradient({

@@ -744,3 +744,26 @@ Deno.test({
     tf.dispose([x, w]);
   },
 });
+
+Deno.test({
+  name: "cpu-dnnl: the fused residual join relu(a + b) and its gradients equal tfjs cpu",
+  ignore: !HAS_DNNL,
+  async fn() {
+    const { fusedAddRelu } = await import("./fused.ts");
+    for (const shape of [[2, 16, 16, 64], [1, 3, 3, 5], [8, 7, 7, 2048]]) {
+      await same(`addRelu ${shape}`, () =>
+        valueAndGrads(
+          (a, b) => tf.getBackend() === "cpu" ? tf.relu(tf.add(a, b)) : fusedAddRelu(a, b)!,
+          [shape, shape],
+        ), 0);
+    }
+    await tf.setBackend(CPU_DNNL);
+    const a = tf.randomNormal([2, 16, 16, 64]), b = tf.randomNormal([2, 16, 16, 64]);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) {
+      tf.dispose(tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(fusedAddRelu(x, y)!))([a, b]));
+    }
+    assertEquals(tf.memory().numTensors, before);
+    tf.dispose([a, b]);
+  },
+});
