@@ -20,7 +20,7 @@
  * same count. `--json FILE` also writes the results, the load average and the thread count as
  * JSON (atomically).
  *
- * `--profile` prints where the ViT-B/32 training step spends its time, kernel by kernel.
+ * `--profile` prints where the ViT-B/32 and RN50 training steps spend their time, kernel by kernel.
  * `--methods` adds finetune, ZSCL and DIKI side by side on the tiny CLIP (training-step time,
  * peak memory, trained parameters; `methods/diki/diki_bench.ts`).
  *
