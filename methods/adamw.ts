@@ -16,6 +16,7 @@ import { tf } from "../clip/backends/tf.ts";
 import type { StateDict } from "../clip/formats/state_dict.ts";
 import { loadDnnl } from "../clip/backends/onednn.ts";
 import { dnnlAdamWUpdate } from "../clip/backends/onednn_adamw.ts";
+import { allocOutput } from "../clip/backends/host_pool.ts";
 
 /** Hyperparameters of {@link AdamW}. */
 export interface AdamWOptions {
@@ -68,8 +69,9 @@ function fusedHostUpdate(
     bc2Sqrt: number;
   },
 ): void {
-  const pd = p.dataSync() as Float32Array;
-  const gd = g.dataSync() as Float32Array;
+  // the parameter's and gradient's arrays are read where they are, not through dataSync: arrays
+  // handed out by dataSync are never recycled by the backend's pool (host_pool.ts)
+  const pd = hostValues(p), gd = hostValues(g);
   const md = m.dataSync() as Float32Array;
   const vd = v.dataSync() as Float32Array;
   const n = pd.length;
@@ -77,7 +79,7 @@ function fusedHostUpdate(
   // updated in place (two fewer arrays of the parameter's size per step: 680 MB on a ViT-B/32
   // tower). The parameter always gets a new array (callers may hold its old values).
   const mInPlace = solelyOwned(m), vInPlace = solelyOwned(v);
-  const np = new Float32Array(n);
+  const np = allocOutput(tf.backend(), n);
   const dnnl = tf.getBackend() === "cpu-dnnl" ? loadDnnl() : null;
   if (dnnl) {
     // oneDNN updates the moments in place: shared ones are copied first
@@ -128,6 +130,14 @@ function assignUpdated(
     if (nv) v.assign(tf.tensor(nv, shape, "float32"));
     p.assign(tf.tensor(np, shape, "float32"));
   });
+}
+
+/** `t`'s float32 values on a host backend, read in place (a copy for other dtypes). */
+function hostValues(t: tf.Tensor): Float32Array {
+  const data = (tf.backend() as unknown as {
+    data?: { get(id: object): { values?: unknown } | undefined };
+  }).data?.get(t.dataId);
+  return data?.values instanceof Float32Array ? data.values : t.dataSync() as Float32Array;
 }
 
 /** Whether `t`'s host buffer (cpu backends) belongs to `t` alone (no clone, reshape or view). */

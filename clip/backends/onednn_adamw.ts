@@ -25,10 +25,15 @@ import { BINARY, type Dnnl, ELTWISE, postOpSrc1, type Primitive, TAG } from "./o
 
 /** Values per oneDNN pass (larger parameters are updated chunk by chunk). */
 export const ADAMW_CHUNK = 1 << 20;
-/** Below this many values the JS loop is faster than four FFI calls. */
-export const ADAMW_MIN = 4096;
+/**
+ * Below this many values the JS loop is faster: each of the four oneDNN passes costs ~50 µs of
+ * FFI and OpenMP wake-up whatever the size (measured on the tiny CLIP: 18 parameters of 16K
+ * values took 4 ms through oneDNN, 2 ms in the loop).
+ */
+export const ADAMW_MIN = 1 << 16;
 
 const SUM = (scale: number) => ({ sum: scale });
+let scratch = new Float32Array(0);
 
 /** Hyperparameters of one AdamW update (as `methods/adamw.ts` computes them). */
 export interface AdamWHyper {
@@ -116,7 +121,9 @@ export function dnnlAdamWUpdate(
   const inv = new Float32Array([1 / (h.bc2Sqrt * h.bc2Sqrt)]);
   const eps = new Float32Array([h.eps]);
   const neg = new Float32Array([-h.stepSize / h.decay]), decay = new Float32Array([h.decay]);
-  const t = new Float32Array(Math.min(n, ADAMW_CHUNK));
+  // one chunk of scratch, kept (a fresh 4 MB array per parameter costs page faults every step)
+  if (scratch.length < Math.min(n, ADAMW_CHUNK)) scratch = new Float32Array(ADAMW_CHUNK);
+  const t = scratch;
   for (let off = 0; off < n; off += ADAMW_CHUNK) {
     const k = Math.min(ADAMW_CHUNK, n - off);
     const sub = (a: Float32Array) => a.subarray(off, off + k);
