@@ -512,7 +512,14 @@ async function main(): Promise<void> {
         py,
         [script, "--threads", String(threads), ...(values.quick ? ["--quick"] : [])],
         "pytorch",
-        startEnv(),
+        {
+          ...startEnv(),
+          // torch.set_num_threads covers PyTorch's own kernels only; its BLAS (OpenBLAS in
+          // Debian's build) and OpenMP read these, so the same count holds for its matmuls too
+          OPENBLAS_NUM_THREADS: String(threads),
+          OMP_NUM_THREADS: String(threads),
+          MKL_NUM_THREADS: String(threads),
+        },
       );
       r.backend = "pytorch";
       results.push(r);

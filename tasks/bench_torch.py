@@ -250,7 +250,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (1 is fastest here: OpenBLAS uses every core)")
+                    help="torch intra-op threads (bench.ts also sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
