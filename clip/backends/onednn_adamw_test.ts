@@ -62,7 +62,9 @@ Deno.test({
   name: "oneDNN AdamW update equals the float64 formula (chunk edges, decay, in place)",
   ignore: !d,
   fn() {
-    for (const n of [ADAMW_MIN, ADAMW_MIN + 5, ADAMW_CHUNK, ADAMW_CHUNK + 37, 2 * ADAMW_CHUNK + 1]) {
+    for (
+      const n of [ADAMW_MIN, ADAMW_MIN + 5, ADAMW_CHUNK, ADAMW_CHUNK + 37, 2 * ADAMW_CHUNK + 1]
+    ) {
       for (const [t, wd] of [[1, 0.1], [7, 0], [300, 0.2]]) {
         const lr = 1e-3, b1 = 0.9, b2 = 0.98;
         const h: AdamWHyper = {
