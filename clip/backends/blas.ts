@@ -219,7 +219,10 @@ export function loadBlas(): Blas | null {
           );
         },
         setThreads(n: number) {
-          if (setThreads) setThreads(n);
+          // openblas_set_num_threads is not safe while another thread runs a BLAS call (it
+          // resizes OpenBLAS's thread buffers); workers sharing this process (parallel test
+          // modules, Web Workers) each configure the backend, so only change what differs
+          if (setThreads && (!getThreads || getThreads() !== n)) setThreads(n);
         },
       };
       loadError = "";
