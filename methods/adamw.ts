@@ -132,19 +132,22 @@ function assignUpdated(
   });
 }
 
+/** The host backend's storage entry of `t` (cpu backends), or undefined elsewhere. */
+function hostEntry(t: tf.Tensor): { refCount?: number; values?: unknown } | undefined {
+  return (tf.backend() as unknown as {
+    data?: { get(id: object): { refCount?: number; values?: unknown } | undefined };
+  }).data?.get(t.dataId);
+}
+
 /** `t`'s float32 values on a host backend, read in place (a copy for other dtypes). */
 function hostValues(t: tf.Tensor): Float32Array {
-  const data = (tf.backend() as unknown as {
-    data?: { get(id: object): { values?: unknown } | undefined };
-  }).data?.get(t.dataId);
-  return data?.values instanceof Float32Array ? data.values : t.dataSync() as Float32Array;
+  const values = hostEntry(t)?.values;
+  return values instanceof Float32Array ? values : t.dataSync() as Float32Array;
 }
 
 /** Whether `t`'s host buffer (cpu backends) belongs to `t` alone (no clone, reshape or view). */
 function solelyOwned(t: tf.Variable): boolean {
-  const data = (tf.backend() as unknown as {
-    data?: { get(id: object): { refCount?: number; values?: unknown } | undefined };
-  }).data?.get(t.dataId);
+  const data = hostEntry(t);
   return data?.refCount === 1 && data.values instanceof Float32Array;
 }
 

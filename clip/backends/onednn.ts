@@ -626,3 +626,30 @@ function create(lib: Lib, path: string, version: string): Dnnl {
 
 /** Softmax algorithm constant (exported for the kernel module). */
 export const SOFTMAX_ALG = SOFTMAX_ACCURATE;
+
+/**
+ * A binary primitive over `n` contiguous values (`src1` of `n1` ∈ {1, n} values, broadcast when
+ * 1) with post-ops (not cached; wrap in {@link Dnnl.cached}). User arrays:
+ * `[src0, src1, dst, ...the operands of the binary post-ops in order]`.
+ */
+export function flatBinary(
+  d: Dnnl,
+  n: number,
+  alg: number,
+  n1: number,
+  postOps: readonly PostOp[],
+): Primitive {
+  const m = d.md([n], TAG.a), m1 = d.md([n1], TAG.a);
+  const desc = d.raw.desc();
+  d.raw.check(d.raw.lib.dnnl_binary_desc_init(desc, alg, m, m1, m), "binary_desc_init");
+  const pd = d.raw.pd(desc, null, postOps);
+  const user: { arg: number; md: MemoryDesc; query: number }[] = [
+    { arg: ARG.src, md: m, query: 0 },
+    { arg: ARG.src1, md: m1, query: 0 },
+    { arg: ARG.dst, md: m, query: 0 },
+  ];
+  postOps.forEach((op, i) => {
+    if ("binary" in op) user.push({ arg: postOpSrc1(i), md: op.md, query: 0 });
+  });
+  return d.raw.build(pd, user, [desc]);
+}

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { BINARY, type Dnnl, ELTWISE, postOpSrc1, type Primitive, TAG } from "./onednn.ts";
+import { BINARY, type Dnnl, ELTWISE, flatBinary, type Primitive, TAG } from "./onednn.ts";
 
 /** Values per oneDNN pass (larger parameters are updated chunk by chunk). */
 export const ADAMW_CHUNK = 1 << 20;
@@ -60,45 +60,23 @@ interface AdamWPrims {
 function prims(d: Dnnl, n: number, b1: number, b2: number): AdamWPrims {
   return {
     a: d.cached(`adamw_a:${n}:${b2}`, () =>
-      binary(d, n, BINARY.mul, n, [
+      flatBinary(d, n, BINARY.mul, n, [
         { binary: BINARY.mul, md: d.md([1], TAG.a) },
         SUM(b2),
       ])),
-    b: d.cached(`adamw_b:${n}:${b1}`, () => binary(d, n, BINARY.mul, 1, [SUM(b1)])),
+    b: d.cached(`adamw_b:${n}:${b1}`, () => flatBinary(d, n, BINARY.mul, 1, [SUM(b1)])),
     c: d.cached(`adamw_c:${n}`, () =>
-      binary(d, n, BINARY.mul, 1, [
+      flatBinary(d, n, BINARY.mul, 1, [
         { eltwise: ELTWISE.sqrt },
         { binary: BINARY.add, md: d.md([1], TAG.a) },
       ])),
     d: d.cached(`adamw_d:${n}`, () =>
-      binary(d, n, BINARY.div, n, [
+      flatBinary(d, n, BINARY.div, n, [
         { binary: BINARY.mul, md: d.md([1], TAG.a) },
         { binary: BINARY.add, md: d.md([n], TAG.a) },
         { binary: BINARY.mul, md: d.md([1], TAG.a) },
       ])),
   };
-}
-
-type Op = Parameters<Dnnl["raw"]["pd"]>[2];
-
-/**
- * A binary primitive over `n` values (`src1` of `n1` ∈ {1, n} values, broadcast when 1) with
- * post-ops; user arrays: `[src0, src1, dst, ...binary post-op operands]`.
- */
-function binary(d: Dnnl, n: number, alg: number, n1: number, postOps: NonNullable<Op>): Primitive {
-  const m = d.md([n], TAG.a), m1 = d.md([n1], TAG.a);
-  const desc = d.raw.desc();
-  d.raw.check(d.raw.lib.dnnl_binary_desc_init(desc, alg, m, m1, m), "binary_desc_init");
-  const pd = d.raw.pd(desc, null, postOps);
-  const user = [
-    { arg: 1, md: m, query: 0 },
-    { arg: 2, md: m1, query: 0 },
-    { arg: 17, md: m, query: 0 },
-  ];
-  postOps.forEach((op, i) => {
-    if ("binary" in op) user.push({ arg: postOpSrc1(i), md: op.md, query: 0 });
-  });
-  return d.raw.build(pd, user, [desc]);
 }
 
 /**

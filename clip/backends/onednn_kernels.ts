@@ -44,6 +44,7 @@ import {
   type Dnnl,
   dnnlLoadError,
   ELTWISE,
+  flatBinary,
   loadDnnl,
   NORM,
   POOL,
@@ -912,6 +913,53 @@ function nhwc(attrs: Attrs): boolean {
   return attrs.dataFormat === undefined || attrs.dataFormat === "NHWC";
 }
 
+type Backend = KernelArgs["backend"];
+
+/** A convolution's output on oneDNN (bias and ReLU inside when given), weights as `g` says. */
+function runConvForward(
+  d: Dnnl,
+  g: ConvGeom,
+  backend: Backend,
+  x: TensorInfo,
+  filter: TensorInfo,
+  bias: TensorInfo | undefined,
+  relu: boolean,
+): TensorInfo {
+  const y = allocOutput(backend, g.n * g.oh * g.ow * g.oc);
+  const xv = f32(backend, x), wv = f32(backend, filter);
+  if (bias) convForward(d, g, true, relu).run([xv, wv, f32(backend, bias), y]);
+  else convForward(d, g, false, relu).run([xv, wv, y]);
+  return out(backend, [g.n, g.oh, g.ow, g.oc], y);
+}
+
+/** A convolution's gradient with respect to its input, on oneDNN. */
+function runConvBackwardData(
+  d: Dnnl,
+  g: ConvGeom,
+  backend: Backend,
+  dy: TensorInfo,
+  filter: TensorInfo,
+  inputShape: number[],
+): TensorInfo {
+  const dx = allocOutput(backend, sizeOf(inputShape));
+  convBackwardData(d, g).run([f32(backend, dy), f32(backend, filter), dx]);
+  return out(backend, [...inputShape], dx);
+}
+
+/** A convolution's gradient with respect to its weights (in `g`'s layout), on oneDNN. */
+function runConvBackwardWeights(
+  d: Dnnl,
+  g: ConvGeom,
+  backend: Backend,
+  x: TensorInfo,
+  dy: TensorInfo,
+  filterShape: number[],
+): TensorInfo {
+  const dw = allocOutput(backend, sizeOf(filterShape));
+  convBackwardWeights(d, g).run([f32(backend, x), f32(backend, dy), dw]);
+  return out(backend, [...filterShape], dw);
+}
+
 function conv2dKernel(d: Dnnl): KernelFn {
   return (args) => {
     const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
@@ -920,9 +968,7 @@ function conv2dKernel(d: Dnnl): KernelFn {
       ? geomOf(convInfoOf(x.shape, filter.shape, attrs))
       : null;
     if (!g) return blasKernel("Conv2D", args);
-    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.oc);
-    convForward(d, g, false).run([f32(args.backend, x), f32(args.backend, filter), y]);
-    return out(args.backend, [g.n, g.oh, g.ow, g.oc], y);
+    return runConvForward(d, g, args.backend, x, filter, undefined, false);
   };
 }
 
@@ -936,11 +982,7 @@ function fusedConv2dKernel(d: Dnnl): KernelFn {
       ? geomOf(convInfoOf(x!.shape, filter!.shape, attrs))
       : null;
     if (!g) return blasKernel("FusedConv2D", args);
-    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.oc);
-    const xv = f32(args.backend, x!), wv = f32(args.backend, filter!), relu = act === "relu";
-    if (bias) convForward(d, g, true, relu).run([xv, wv, f32(args.backend, bias), y]);
-    else convForward(d, g, false, relu).run([xv, wv, y]);
-    return out(args.backend, [g.n, g.oh, g.ow, g.oc], y);
+    return runConvForward(d, g, args.backend, x!, filter!, bias, act === "relu");
   };
 }
 
@@ -955,9 +997,7 @@ function conv2dBackpropInputKernel(d: Dnnl): KernelFn {
     if (!g || dy.shape.join() !== [g.n, g.oh, g.ow, g.oc].join()) {
       return blasKernel("Conv2DBackpropInput", args);
     }
-    const dx = allocOutput(args.backend, sizeOf(inputShape));
-    convBackwardData(d, g).run([f32(args.backend, dy), f32(args.backend, filter), dx]);
-    return out(args.backend, [...inputShape], dx);
+    return runConvBackwardData(d, g, args.backend, dy, filter, inputShape);
   };
 }
 
@@ -972,9 +1012,7 @@ function conv2dBackpropFilterKernel(d: Dnnl): KernelFn {
     if (!g || dy.shape.join() !== [g.n, g.oh, g.ow, g.oc].join()) {
       return blasKernel("Conv2DBackpropFilter", args);
     }
-    const dw = allocOutput(args.backend, sizeOf(filterShape));
-    convBackwardWeights(d, g).run([f32(args.backend, x), f32(args.backend, dy), dw]);
-    return out(args.backend, [...filterShape], dw);
+    return runConvBackwardWeights(d, g, args.backend, x, dy, filterShape);
   };
 }
 
@@ -1023,12 +1061,7 @@ function conv2dOihwKernel(d: Dnnl): KernelFn {
     const { stride, pad } = oihwAttrs(args.attrs);
     const g = oihwGeom(x.shape, filter.shape, stride, pad);
     if (!g || !allFloat(x, filter, bias)) throw new Error("MtilConv2dOihw: unsupported input");
-    const y = allocOutput(args.backend, g.n * g.oh * g.ow * g.oc);
-    const relu = args.attrs!.relu === true;
-    const xv = f32(args.backend, x), wv = f32(args.backend, filter);
-    if (bias) convForward(d, g, true, relu).run([xv, wv, f32(args.backend, bias), y]);
-    else convForward(d, g, false, relu).run([xv, wv, y]);
-    return out(args.backend, [g.n, g.oh, g.ow, g.oc], y);
+    return runConvForward(d, g, args.backend, x, filter, bias, args.attrs!.relu === true);
   };
 }
 
@@ -1039,9 +1072,7 @@ function conv2dOihwBackpropInputKernel(d: Dnnl): KernelFn {
     const { stride, pad } = oihwAttrs(args.attrs);
     const inputShape = args.attrs!.inputShape as number[];
     const g = oihwGeom(inputShape, filter.shape, stride, pad)!;
-    const dx = allocOutput(args.backend, sizeOf(inputShape));
-    convBackwardData(d, g).run([f32(args.backend, dy), f32(args.backend, filter), dx]);
-    return out(args.backend, [...inputShape], dx);
+    return runConvBackwardData(d, g, args.backend, dy, filter, inputShape);
   };
 }
 
@@ -1052,9 +1083,7 @@ function conv2dOihwBackpropFilterKernel(d: Dnnl): KernelFn {
     const { stride, pad } = oihwAttrs(args.attrs);
     const filterShape = args.attrs!.filterShape as number[];
     const g = oihwGeom(x.shape, filterShape, stride, pad)!;
-    const dw = allocOutput(args.backend, sizeOf(filterShape));
-    convBackwardWeights(d, g).run([f32(args.backend, x), f32(args.backend, dy), dw]);
-    return out(args.backend, [...filterShape], dw);
+    return runConvBackwardWeights(d, g, args.backend, x, dy, filterShape);
   };
 }
 
@@ -1285,17 +1314,10 @@ function addReluKernel(d: Dnnl): KernelFn {
       args.backend.disposeIntermediateTensorInfo(sum);
       return y;
     }
-    const p = d.cached(`add_relu:${n}`, () => {
-      const m = d.md([n], TAG.a);
-      const desc = d.raw.desc();
-      d.raw.check(d.raw.lib.dnnl_binary_desc_init(desc, BINARY.add, m, m, m), "binary_desc_init");
-      const pd = d.raw.pd(desc, null, [{ eltwise: ELTWISE.relu }]);
-      return d.raw.build(pd, [
-        { arg: ARG.src, md: m, query: 0 },
-        { arg: ARG.src1, md: m, query: 0 },
-        { arg: ARG.dst, md: m, query: 0 },
-      ], [desc]);
-    });
+    const p = d.cached(
+      `add_relu:${n}`,
+      () => flatBinary(d, n, BINARY.add, n, [{ eltwise: ELTWISE.relu }]),
+    );
     const y = allocOutput(args.backend, n);
     p.run([f32(args.backend, a), f32(args.backend, b), y]);
     return out(args.backend, [...a.shape], y);
